@@ -369,3 +369,41 @@ def test_reseed_keeps_two_transforms_independent():
 def test_bad_arguments_raise_naming_the_argument(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+# ------------------------------------------------------------- sgd-shaped
+
+
+def test_sgd_shaped_has_minibatch_covariance_at_target_snr():
+    rng = np.random.default_rng(0)
+    per_ex = jnp.asarray(rng.normal(size=(6, 3)) * np.array([3.0, 1.0, 0.2]) + np.array([1.0, -1.0, 0.5]), jnp.float32)
+    g = per_ex.mean(0)
+    snr = 2.0
+
+    @jax.jit
+    @jax.vmap
+    def draw(key):
+        tx = noise.sgd_shaped(snr, key)
+        out, st = tx.update(g, tx.init(g), per_example_grads=per_ex)
+        return out - g
+
+    xi = np.asarray(draw(jax.random.split(jax.random.key(0), 20000)), np.float64)
+    centred = np.asarray(per_ex, np.float64) - np.asarray(g, np.float64)
+    sigma_hat = centred.T @ centred / 5
+    c2 = float(np.sum(np.asarray(g, np.float64) ** 2)) / (snr * np.trace(sigma_hat))
+    second = xi.T @ xi / len(xi)
+    target = c2 * sigma_hat
+    se = np.sqrt((np.outer(np.diag(target), np.diag(target)) + target**2) / len(xi))
+    assert (np.abs(second - target) < 5 * se).all()
+    power = np.sum(xi**2, axis=1)
+    assert abs(np.sum(np.asarray(g) ** 2) / power.mean() / snr - 1) < 5 * power.std() / power.mean() / np.sqrt(len(xi))
+
+
+def test_sgd_shaped_needs_per_example_grads_and_chains():
+    tx = optax.chain(noise.sgd_shaped(1.0, 0), optax.sgd(0.1))
+    state = tx.init(G)
+    with pytest.raises(ValueError, match="per_example_grads"):
+        tx.update(G, state, G)
+    per_ex = jax.tree.map(lambda x: jnp.stack([x, -x, 2 * x]), G)
+    _, state = tx.update(G, state, G, per_example_grads=per_ex)
+    assert abs(float(noise.diagnostics(state)[0].realized_snr)) > 0
