@@ -1,0 +1,36 @@
+"""Train a population over the noise grid x seeds; write metrics, plots, checkpoints, wandb runs.
+
+    python experiments/train.py                                   # the default study (README)
+    python experiments/train.py noise.snr=[inf,10,1,0.1] seeds=8  # numeric grids: one vmapped job
+    python experiments/train.py -m noise=isotropic,cone model=tishby_tanh,tishby_relu   # a sweep
+    python experiments/train.py experiment=snr_sweep              # a preset (conf/experiment/)
+    python experiments/train.py +debug=fast                       # a seconds-long smoke run
+
+Relaunching the same command resumes from the last checkpoint (the output directory is derived
+from the overrides). See ib_jax/experiment.py for what a job writes.
+"""
+
+import os
+import sys
+
+# Several jobs may share one GPU (joblib / submitit launchers): never pre-allocate all of it.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from ib_jax.config import register  # noqa: E402
+
+register()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from ib_jax.experiment import run
+
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
