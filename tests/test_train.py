@@ -264,7 +264,11 @@ def test_sharded_population_equals_unsharded(trainer):
     sharded = json.loads(out.stdout.strip().splitlines()[-1])
     _, m = run(trainer, train.Population(seeds=[0, 1, 2, 3], level=[INF, 10.0, 1.0, 0.3]), [0, 10, 10])
     for k, v in sharded.items():
-        np.testing.assert_allclose(np.asarray(v, float), np.asarray(m[k], float), rtol=1e-5, atol=1e-6, err_msg=k)
+        # losses and angles: float tolerance. Binned quantities are step functions of the
+        # activations: the 4-device program rounds differently in the last bit, which can move
+        # one of the 4096 rows across a bin edge: |dH| <= ~ 2 log2(n) / n = 6e-3 bits.
+        atol = 6e-3 if k.startswith("binning/") else 1e-6
+        np.testing.assert_allclose(np.asarray(v, float), np.asarray(m[k], float), rtol=1e-5, atol=atol, err_msg=k)
 
 
 # ---------------------------------------------------------------- bad config
