@@ -126,16 +126,23 @@ def main(argv=None):
 
     mn = data.mnist1d()
     wide = models.ModelConfig(widths=(512, 512), activation="relu")
-    print("\n| mnist1d MLP 40-512-512-10, batch 128, 1 model | step (ms) | overhead vs no noise |")
-    print("| --- | ---: | ---: |")
-    t_none = None
-    for kind in ("none", "isotropic", "cone"):
-        c = quiet_cfg(optimizer="adam", learning_rate=1e-3, batch_size=128, noise=train.NoiseConfig(kind=kind))
-        tr = train.Trainer(wide, c, mn)
-        st = tr.init(train.population_grid([0], [1.0]))
-        t = best_of(lambda: tr.run(st, [S])[0].params) / S
-        t_none = t_none or t
-        print(f"| noise={kind} | {t * 1e3:.3f} | {100 * (t / t_none - 1):+.1f}% |")
+    small = models.ModelConfig(widths=(64, 32, 16), activation="tanh")
+    print("\n| mnist1d MLP, Adam, 1 model | weights | batch | noise | step (ms) | overhead vs no noise |")
+    print("| --- | ---: | ---: | --- | ---: | ---: |")
+    for label, mcfg, batch in [("40-64-32-16-10 (model=tanh_mlp)", small, 128), ("40-512-512-10 (model=wide_mlp)", wide, 128),
+                               ("40-512-512-10 (model=wide_mlp)", wide, 1024)]:
+        t_none = None
+        for kind in ("none", "isotropic", "cone"):
+            c = quiet_cfg(optimizer="adam", learning_rate=1e-3, batch_size=batch, noise=train.NoiseConfig(kind=kind))
+            tr = train.Trainer(mcfg, c, mn)
+            st = tr.init(train.population_grid([0], [1.0]))
+            t = best_of(lambda: tr.run(st, [S])[0].params) / S
+            t_none = t_none or t
+            print(f"| {label} | {n_weights(mcfg, 40, 10):,} | {batch} | {kind} | {t * 1e3:.3f} | {100 * (t / t_none - 1):+.1f}% |")
+    key = jax.random.key(0)
+    normal = jax.jit(lambda k: jax.random.normal(k, (n_weights(wide, 40, 10),)))
+    print(f"(floor: drawing {n_weights(wide, 40, 10):,} standard normals with threefry takes "
+          f"{best_of(lambda: normal(key)) * 1e3:.3f} ms)")
 
     peak = matmul_peak()
     print(f"\n| GFLOP/s of population training | members | GFLOP/s | fraction of f32 matmul peak ({peak:.1f} GFLOP/s) |")
