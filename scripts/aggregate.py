@@ -7,7 +7,8 @@ ones that holds a ``summary.json``; a job's *setting* is its hydra overrides
 (``.hydra/overrides.yaml``). For every setting x noise level it reports the
 mean and spread (std) over seeds of the final generalization gap (loss and
 accuracy), of H(X|T) per layer, of the realized injected SNR and of SGD's own
-SNR. Writes ``aggregate.csv``, ``aggregate.md`` and PNGs (gap and H(X|T)
+SNR, and H(X|T) per layer at matched training loss (the first evaluation at which
+each member reached the train loss that all members of its job reached). Writes ``aggregate.csv``, ``aggregate.md`` and PNGs (gap and H(X|T)
 against the level, one line per setting) in ``--out`` (default: the first
 directory), and prints the markdown table.
 """
@@ -89,6 +90,10 @@ def aggregate(roots, estimator="binning"):
                 row[f"{label}_mean"], row[f"{label}_std"] = stat(key)
             for layer in layers:
                 row[f"h_x_given_t_{layer}_mean"], row[f"h_x_given_t_{layer}_std"] = stat(prefix + layer)
+            # at matched training loss (per job: the loss all its members reached), claim 1 of the brief
+            row["matched_step_mean"], row["matched_step_std"] = stat("matched/step")
+            for layer in layers:
+                row[f"matched_h_x_given_t_{layer}_mean"], row[f"matched_h_x_given_t_{layer}_std"] = stat(f"matched/{estimator}/h_x_given_t/{layer}")
             rows.append(row)
     return rows, layers_all
 
@@ -98,12 +103,14 @@ def markdown(rows, layers):
         m, s = r[f"{k}_mean"], r[f"{k}_std"]
         return "n/a" if not np.isfinite(m) else f"{m:.3f} ± {s:.3f}"
 
-    head = ["setting", "level", "seeds", "gap loss", "gap acc", "realized SNR", "SGD SNR"] + [f"H(X|T) {l}" for l in layers]
+    head = (["setting", "level", "seeds", "gap loss", "gap acc", "realized SNR", "SGD SNR"] + [f"H(X|T) {l}" for l in layers]
+            + [f"H(X|T) {l} at matched loss" for l in layers])
     out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
         cells = [r["setting"], f"{r['level_name']}={plots.level_label(r['level'])}", f"{r['seeds']}" + (f" (+{r['diverged']} diverged)" if r["diverged"] else ""),
                  ms(r, "gap_loss"), ms(r, "gap_accuracy"), ms(r, "realized_snr"), ms(r, "sgd_snr")]
         cells += [ms(r, f"h_x_given_t_{l}") if f"h_x_given_t_{l}_mean" in r else "n/a" for l in layers]
+        cells += [ms(r, f"matched_h_x_given_t_{l}") if f"matched_h_x_given_t_{l}_mean" in r else "n/a" for l in layers]
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 

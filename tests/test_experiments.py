@@ -254,3 +254,12 @@ def test_wandb_failure_warns_and_training_goes_on(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="already holds results"):
         experiment.run(cfg2)
     assert open(tmp_path / "job" / "metrics.jsonl").read() == before
+
+
+def test_matched_loss_comparison_point():
+    from ib_jax.experiment import matched_loss_index
+
+    loss = np.array([[1.0, 0.5, 0.2], [1.0, 0.8, 0.6], [1.0, np.nan, np.nan]])
+    level, idx = matched_loss_index({"train_loss": loss}, diverged=[False, False, True])
+    assert level == 0.6  # the loss every healthy member reached
+    assert idx.tolist() == [1, 2, -1]  # first evaluation at or below it; diverged: none
