@@ -35,6 +35,13 @@ def _kernel_init(scale: float):
     return nn.initializers.variance_scaling(scale**2, "fan_in", "truncated_normal")
 
 
+def _norm_act(h, act, batch_norm: bool, train: bool):
+    """(batch norm, when asked,) then the nonlinearity; called inside a compact ``__call__``."""
+    if batch_norm:
+        h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
+    return act(h)
+
+
 class MLP(nn.Module):
     """Fully connected network: widths of the hidden layers, then a linear read-out.
 
@@ -60,10 +67,7 @@ class MLP(nn.Module):
         h = x.reshape(x.shape[0], -1)
         hidden = []
         for w in self.widths:
-            h = nn.Dense(w, kernel_init=_kernel_init(self.init_scale))(h)
-            if self.batch_norm:
-                h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
-            h = act(h)
+            h = _norm_act(nn.Dense(w, kernel_init=_kernel_init(self.init_scale))(h), act, self.batch_norm, train)
             hidden.append(h)
             if self.dropout > 0:
                 h = nn.Dropout(self.dropout, deterministic=not train)(h)
@@ -93,9 +97,7 @@ class CNN1D(nn.Module):
         hidden = []
         for c in self.channels:
             h = nn.Conv(c, (self.kernel_size,), strides=(2,), padding="SAME", kernel_init=_kernel_init(self.init_scale))(h)
-            if self.batch_norm:
-                h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
-            h = act(h)
+            h = _norm_act(h, act, self.batch_norm, train)
             hidden.append(h.reshape(h.shape[0], -1))
             if self.dropout > 0:
                 h = nn.Dropout(self.dropout, deterministic=not train)(h)

@@ -203,6 +203,21 @@ def _perpendicular(z: list[jax.Array], g: list[jax.Array]) -> list[jax.Array]:
     return z
 
 
+def _initial_state(key: jax.Array) -> Callable[[Any], NoiseState]:
+    """``init`` of every noise transform: count 0, the key, nothing added yet."""
+
+    def init_fn(params):
+        del params
+        return NoiseState(
+            count=jnp.zeros([], jnp.int32),
+            key=key,
+            realized_snr=jnp.asarray(jnp.inf, jnp.float32),
+            angle=jnp.zeros([], jnp.float32),
+        )
+
+    return init_fn
+
+
 def _make_transform(
     draw: Callable[[list[jax.Array], jax.Array, jax.Array], list[jax.Array]],
     level: optax.ScalarOrSchedule,
@@ -219,14 +234,7 @@ def _make_transform(
     """
     key = _canonicalize_key(key)
 
-    def init_fn(params):
-        del params
-        return NoiseState(
-            count=jnp.zeros([], jnp.int32),
-            key=key,
-            realized_snr=jnp.asarray(jnp.inf, jnp.float32),
-            angle=jnp.zeros([], jnp.float32),
-        )
+    init_fn = _initial_state(key)
 
     def update_fn(updates, state, params=None):
         del params
@@ -421,14 +429,7 @@ def fixed(sigma: optax.ScalarOrSchedule, key: Any) -> optax.GradientTransformati
     _check_level(sigma, "sigma", allow_zero=True)
     key = _canonicalize_key(key)
 
-    def init_fn(params):
-        del params
-        return NoiseState(
-            count=jnp.zeros([], jnp.int32),
-            key=key,
-            realized_snr=jnp.asarray(jnp.inf, jnp.float32),
-            angle=jnp.zeros([], jnp.float32),
-        )
+    init_fn = _initial_state(key)
 
     def update_fn(updates, state, params=None):
         del params
@@ -464,9 +465,7 @@ def sgd_shaped(snr: optax.ScalarOrSchedule, key: Any) -> optax.GradientTransform
     _check_level(snr, "snr", allow_zero=False)
     key = _canonicalize_key(key)
 
-    def init_fn(params):
-        del params
-        return NoiseState(jnp.zeros([], jnp.int32), key, jnp.asarray(jnp.inf, jnp.float32), jnp.zeros([], jnp.float32))
+    init_fn = _initial_state(key)
 
     def update_fn(updates, state, params=None, *, per_example_grads=None, **extra):
         del params, extra
