@@ -161,6 +161,8 @@ def validate(cfg: DictConfig | Config) -> Built:
     levels = [float(x) for x in c.noise.snr]
     if not levels:
         raise ValueError("noise.snr must list at least one value")
+    if c.noise.kind == "none":
+        levels = [math.inf]  # without injected noise the level means nothing: one member per seed
     for v in levels:
         if math.isnan(v) or (c.noise.kind == "fixed" and v < 0) or (c.noise.kind != "fixed" and v <= 0):
             what = "noise.snr (sigma for kind=fixed) must be >= 0" if c.noise.kind == "fixed" else "noise.snr must be > 0 (inf = no noise)"

@@ -99,6 +99,10 @@ def test_typos_and_wrong_types_are_rejected():
         composed("steps=many")
 
 
+def test_no_noise_collapses_the_level_grid():
+    assert C.validate(composed("noise=none", "noise.snr=[inf,1.0]", "seeds=2")).population.size == 2
+
+
 def test_inf_on_the_command_line():
     cfg = composed("noise.snr=[inf,10,1,0.1]", "seeds=8")
     assert C.validate(cfg).population.size == 32
