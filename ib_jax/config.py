@@ -80,6 +80,10 @@ class EstimatorConf:
     kde_noise_var: float = 0.1
     n_info: int = 4096
     include_output: bool = True
+    channel_snr: float = 1.0
+    channel_samples: int = 8
+    channel_kernel_var: float = 0.01
+    channel_n: int = 256
 
 
 @dataclass
@@ -218,6 +222,10 @@ def validate(cfg: DictConfig | Config) -> Built:
             kde_noise_var=est.kde_noise_var,
             n_info=est.n_info,
             include_output=est.include_output,
+            channel_snr=est.channel_snr,
+            channel_samples=est.channel_samples,
+            channel_kernel_var=est.channel_kernel_var,
+            channel_n=est.channel_n,
         ),
     )
     try:

@@ -38,7 +38,7 @@ from ib_jax.config import Config, validate
 
 __all__ = ["run", "read_metrics", "summarize"]
 
-PER_LAYER_PREFIXES = ("binning/", "binning_quantile/", "knn/", "kde/")
+PER_LAYER_PREFIXES = ("binning/", "binning_quantile/", "knn/", "kde/", "channel/")
 
 
 # ----------------------------------------------------------------- metrics rows

@@ -61,7 +61,7 @@ __all__ = [
 
 NOISE_KINDS = ("none", "isotropic", "cone", "fixed", "sgd_shaped")
 OPTIMIZERS = ("sgd", "momentum", "adam")
-ESTIMATORS = ("binning", "binning_quantile", "knn", "kde")
+ESTIMATORS = ("binning", "binning_quantile", "knn", "kde", "channel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +97,12 @@ class EstimatorConfig:
     kde_noise_var: float = 0.1
     n_info: int = 4096
     include_output: bool = True  # the softmax output as the last layer T
+    # the weight-noise channel (noise-aware): I(X;T'), H(X|T') under weights w + zeta at this SNR,
+    # on the first channel_n inputs of the information set, K = channel_samples weight draws
+    channel_snr: float = 1.0
+    channel_samples: int = 8
+    channel_kernel_var: float = 0.01
+    channel_n: int = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +159,15 @@ class TrainConfig:
             raise ValueError(f"estimators.knn_k must be in [1, n_info), got {e.knn_k}")
         if not e.kde_noise_var > 0:
             raise ValueError(f"estimators.kde_noise_var must be > 0, got {e.kde_noise_var}")
+        if "channel" in e.names:
+            if not e.channel_snr > 0:
+                raise ValueError(f"estimators.channel_snr must be > 0, got {e.channel_snr}")
+            if e.channel_samples < 2:
+                raise ValueError(f"estimators.channel_samples must be >= 2, got {e.channel_samples}")
+            if not e.channel_kernel_var > 0:
+                raise ValueError(f"estimators.channel_kernel_var must be > 0, got {e.channel_kernel_var}")
+            if e.channel_n < 2:
+                raise ValueError(f"estimators.channel_n must be >= 2, got {e.channel_n}")
         if self.probe_size < 0:
             raise ValueError(f"probe_size must be >= 0, got {self.probe_size}")
 
@@ -473,6 +488,18 @@ class Trainer:
             lo, hi = jax.vmap(lambda t: E.kde_mutual_information_x_bounds(t, est.kde_noise_var))(stacked)
             _, i_ty = jax.vmap(lambda t: E.kde_mutual_information_y(t, y, est.kde_noise_var))(stacked)
             out.update({"kde/i_xt_lower": lo, "kde/i_xt": hi, "kde/h_x_given_t": jnp.log2(jnp.float32(n)) - hi, "kde/i_ty": i_ty})
+        if "channel" in est.names:
+            x_c = data["x_info"][: est.channel_n]
+
+            def apply_fn(params, x):
+                logits, hidden, _ = self._apply(params, state.batch_stats, x, train=False)
+                return list(hidden) + ([jax.nn.softmax(logits)] if est.include_output else [])
+
+            key = jax.random.fold_in(jax.random.fold_in(state.dropout_key, 0x5EED), state.step)
+            ch = E.noise_channel_information(apply_fn, state.params, x_c, snr=est.channel_snr, key=key,
+                                             n_samples=est.channel_samples, kernel_var=est.channel_kernel_var)
+            out["channel/i_xt"] = jnp.stack([c["i_xt"] for c in ch])
+            out["channel/h_x_given_t"] = jnp.stack([c["h_x_given_t"] for c in ch])
         out.update(self._noise_diagnostics(state))
         if cfg.probe_size > 0:
             g = per_example_grads(self._example_loss, state.params, data["x_probe"], data["y_probe"])

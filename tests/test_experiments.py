@@ -99,6 +99,14 @@ def test_typos_and_wrong_types_are_rejected():
         composed("steps=many")
 
 
+def test_every_estimator_group_validates():
+    for group in ("binning", "binning_relu", "all"):
+        built = C.validate(composed(f"estimator={group}"))
+    assert set(built.train.estimators.names) == {"binning", "binning_quantile", "knn", "kde", "channel"}
+    with pytest.raises(ValueError, match="channel_samples"):
+        C.validate(composed("estimator=all", "estimator.channel_samples=1"))
+
+
 def test_no_noise_collapses_the_level_grid():
     assert C.validate(composed("noise=none", "noise.snr=[inf,1.0]", "seeds=2")).population.size == 2
 

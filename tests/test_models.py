@@ -28,15 +28,18 @@ def test_dropout_batchnorm_and_all_estimators_train():
     ds = data.tishby12()
     cfg = train.TrainConfig(
         steps=30, batch_size=64, n_evals=2, probe_size=0, learning_rate=0.01,
-        estimators=train.EstimatorConfig(names=("binning", "binning_quantile", "knn", "kde"), n_info=128, lo=None, hi=None),
+        estimators=train.EstimatorConfig(names=("binning", "binning_quantile", "knn", "kde", "channel"), n_info=128, lo=None, hi=None,
+                                         channel_n=32, channel_samples=4),
     )
     mcfg = models.ModelConfig(widths=(8, 4), activation="relu", dropout=0.2, batch_norm=True)
     res = train.train_population(mcfg, cfg, ds, train.population_grid([0, 1], [float("inf")]))
-    for key in ("binning/i_xt", "binning_quantile/i_ty", "knn/h_t", "knn/i_ty", "kde/i_xt", "kde/i_xt_lower", "kde/h_x_given_t"):
+    for key in ("binning/i_xt", "binning_quantile/i_ty", "knn/h_t", "knn/i_ty", "kde/i_xt", "kde/i_xt_lower", "kde/h_x_given_t",
+                "channel/i_xt", "channel/h_x_given_t"):
         v = res.metrics[key]
         assert v.shape == (2, len(res.steps), 3) and np.isfinite(v).all(), key
     assert (res.metrics["kde/i_xt_lower"] <= res.metrics["kde/i_xt"] + 1e-5).all()
     assert (res.metrics["kde/i_xt"] <= np.log2(128) + 1e-4).all()
+    np.testing.assert_allclose(res.metrics["channel/i_xt"] + res.metrics["channel/h_x_given_t"], 5.0, atol=1e-4)  # log2(32)
     bs = jax.tree.leaves(res.state.batch_stats)
     assert bs and not np.allclose(np.asarray(bs[0])[0], np.asarray(bs[0])[1])  # running stats moved, per member
     assert np.isfinite(res.final("train_loss")).all()
