@@ -182,16 +182,7 @@ def validate(cfg: DictConfig | Config) -> Built:
         raise ValueError(f"dataset.name must be one of {D.NAMES}, got {c.dataset.name!r}")
     if not 0.0 < c.dataset.train_fraction <= 1.0:
         raise ValueError(f"dataset.train_fraction must be in (0, 1], got {c.dataset.train_fraction}")
-    model = M.ModelConfig(
-        kind=c.model.kind,
-        widths=tuple(c.model.widths),
-        activation=c.model.activation,
-        init_scale=c.model.init_scale,
-        dropout=c.model.dropout,
-        batch_norm=c.model.batch_norm,
-        channels=tuple(c.model.channels),
-        kernel_size=c.model.kernel_size,
-    )
+    model = _fill(M.ModelConfig, c.model, widths=tuple(c.model.widths), channels=tuple(c.model.channels))
     M.build(model, 2)  # model.* errors, before any data is loaded
     est = c.estimator
     tcfg = T.TrainConfig(
@@ -205,28 +196,8 @@ def validate(cfg: DictConfig | Config) -> Built:
         eval_schedule=c.eval_schedule,
         n_evals=c.n_evals,
         probe_size=c.probe_size,
-        noise=T.NoiseConfig(
-            kind=c.noise.kind,
-            position=c.noise.position,
-            mode=c.noise.mode,
-            scope=c.noise.scope,
-            preserve_norm=c.noise.preserve_norm,
-            schedule=schedule,
-        ),
-        estimators=T.EstimatorConfig(
-            names=tuple(est.names),
-            n_bins=est.n_bins,
-            lo=est.lo,
-            hi=est.hi,
-            knn_k=est.knn_k,
-            kde_noise_var=est.kde_noise_var,
-            n_info=est.n_info,
-            include_output=est.include_output,
-            channel_snr=est.channel_snr,
-            channel_samples=est.channel_samples,
-            channel_kernel_var=est.channel_kernel_var,
-            channel_n=est.channel_n,
-        ),
+        noise=_fill(T.NoiseConfig, c.noise, schedule=schedule),
+        estimators=_fill(T.EstimatorConfig, est, names=tuple(est.names)),
     )
     try:
         tcfg.validate()
@@ -249,6 +220,16 @@ def validate(cfg: DictConfig | Config) -> Built:
     seeds = [c.seed + i for i in range(c.seeds)]
     population = T.population_grid(seeds, levels)
     return Built(model=model, train=tcfg, population=population, dataset=dataset, levels=levels)
+
+
+def _fill(cls, src, **given):
+    """``cls`` (a frozen engine dataclass) from the same-named fields of a schema node, plus ``given``.
+
+    The schema groups mirror the engine's configs field for field; copying by name keeps the two
+    from drifting apart when a field is added.
+    """
+    names = {f.name for f in dataclasses.fields(cls)} - set(given)
+    return cls(**{k: getattr(src, k) for k in names if hasattr(src, k)}, **given)
 
 
 def _expand(path: str) -> str:
