@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ib_jax import data as D
 from ib_jax import models as M
@@ -236,13 +236,3 @@ def _expand(path: str) -> str:
     import os
 
     return os.path.expanduser(path)
-
-
-def to_dict(cfg) -> dict:
-    """Plain dict of a config (for wandb and summary.json)."""
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return dataclasses.asdict(cfg)
-
-
-del MISSING

@@ -26,7 +26,6 @@ import platform
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ib_jax import data, models, train
