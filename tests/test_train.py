@@ -296,3 +296,21 @@ def test_bad_population_and_model():
         train.Population(seeds=[0], level=[-1.0])
     with pytest.raises(ValueError, match="model.activation"):
         models.build(models.ModelConfig(activation="swish"), 2)
+
+
+def test_scheduled_update_noise_and_sgd_shaped_noise_in_the_trainer(tishby):
+    # cone noise after Adam with a schedule: the last step's realized SNR is level * schedule(count)
+    sched = {"kind": "linear", "init_value": 1.0, "end_value": 0.1, "transition_steps": 10}
+    cfg = train.TrainConfig(steps=12, batch_size=64, n_evals=1, probe_size=0, estimators=train.EstimatorConfig(names=()),
+                            noise=train.NoiseConfig(kind="cone", position="update", schedule=sched))
+    res = train.train_population(MODEL, cfg, tishby, train.Population(seeds=[0, 1], level=[4.0, 20.0]))
+    np.testing.assert_allclose(res.final("noise_realized_snr"), [0.4, 2.0], rtol=1e-3)  # schedule(11) = 0.1
+    # SGD-shaped noise: per-example gradients of each member's own batch drive it
+    cfg = train.TrainConfig(steps=8, batch_size=32, n_evals=1, probe_size=0, estimators=train.EstimatorConfig(names=()),
+                            noise=train.NoiseConfig(kind="sgd_shaped"))
+    res = train.train_population(MODEL, cfg, tishby, train.Population(seeds=[0, 0], level=[INF, 1.0]))
+    snr = res.final("noise_realized_snr")
+    assert snr[0] == np.inf and 0 < snr[1] < np.inf
+    assert np.isfinite(res.final("train_loss")).all()
+    a, b = (jax.tree.map(lambda x: np.asarray(x)[i], res.state.params) for i in (0, 1))
+    assert not np.allclose(a["Dense_0"]["kernel"], b["Dense_0"]["kernel"])  # same seed: only the noise differs
