@@ -4,7 +4,8 @@
     python experiments/train.py noise.snr=[inf,10,1,0.1] seeds=8  # numeric grids: one vmapped job
     python experiments/train.py -m noise=isotropic,cone model=tishby_tanh,tishby_relu   # a sweep
     python experiments/train.py experiment=snr_sweep              # a preset (conf/experiment/)
-    python experiments/train.py +debug=fast                       # a seconds-long smoke run
+    python experiments/train.py debug=fast                        # a seconds-long smoke run
+    python experiments/train.py plugins=[my_lab.noise] noise=my_noise   # your own registered parts
 
 Relaunching the same command resumes from the last checkpoint (the output directory is derived
 from the overrides). See ib_jax/experiment.py for what a job writes.
@@ -21,7 +22,11 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from ib_jax.config import register  # noqa: E402
+from ib_jax.registry import load_plugins, plugins_from_argv  # noqa: E402
 
+# Plug-ins register their noise kinds / estimators / data sets before hydra composes, so that
+# `noise=my_noise` finds a config group option for them.
+load_plugins(plugins_from_argv(sys.argv[1:]))
 register()
 
 

@@ -34,11 +34,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from ib_jax import plots, tracking
 from ib_jax import train as T
-from ib_jax.config import Config, validate
+from ib_jax.config import Config, to_dict, validate
 
-__all__ = ["run", "read_metrics", "summarize"]
+__all__ = ["run", "read_metrics", "summarize", "setup_compilation_cache"]
 
-PER_LAYER_PREFIXES = ("binning/", "binning_quantile/", "knn/", "kde/", "channel/")
+
+def _is_layer_key(key: str, layer_names) -> bool:
+    """``{estimator}/{quantity}/{layer}``: a per-layer column of metrics.jsonl."""
+    return key.count("/") >= 2 and key.rsplit("/", 1)[-1] in layer_names
 
 
 # ----------------------------------------------------------------- metrics rows
@@ -104,7 +107,7 @@ def rows_to_arrays(rows: Sequence[dict], n_members: int, layer_names) -> tuple[n
         for k, v in r.items():
             if not isinstance(v, float):
                 continue
-            if k.startswith(PER_LAYER_PREFIXES) and k.rsplit("/", 1)[-1] in layer_names:
+            if _is_layer_key(k, layer_names):
                 layer_groups.add(k.rsplit("/", 1)[0])
             else:
                 scalar_names.add(k)
@@ -261,14 +264,28 @@ def summary_table(summaries, layer_names, level_name, estimator="binning") -> st
     return "\n".join(lines)
 
 
+def setup_compilation_cache(c: Config) -> str | None:
+    """Turn on JAX's persistent compilation cache (``compile_cache``; ``paths.compile_cache_dir``,
+    default ``<paths.cache_dir>/jax_compile``): a second launch of the same shapes skips XLA
+    compilation. Returns the directory, or None when off."""
+    if not c.compile_cache:
+        return None
+    path = os.path.expanduser(c.paths.compile_cache_dir or os.path.join(c.paths.cache_dir, "jax_compile"))
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
 def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
     """Run one job; return its summary (and write the files listed in the module docstring)."""
     built = validate(cfg)  # every check before any compute
-    c = OmegaConf.structured(cfg) if not isinstance(cfg, DictConfig) else cfg
+    c = built.config
     hydra_dir, hydra_group, job_name = _hydra_output_dir()
     out = output_dir or c.paths.output_dir or hydra_dir or os.path.join("outputs", c.name)
     os.makedirs(out, exist_ok=True)
-    level_name = "sigma" if built.train.noise.kind == "fixed" else "snr"
+    level_name = built.noise_kind.level_name
     metrics_path = os.path.join(out, "metrics.jsonl")
     ckpt = Checkpoints(os.path.join(out, "checkpoints")) if c.checkpoint else None
     latest = ckpt.latest() if ckpt else None
@@ -281,10 +298,11 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
             raise ValueError(f"{out} holds metrics.jsonl but no checkpoint to resume from; choose another hydra.run.dir")
 
     t0 = time.time()
-    trainer = T.Trainer(built.model, built.train, built.dataset)
+    cache_dir = setup_compilation_cache(c)
+    trainer = T.Trainer(c, built.dataset)
     members = built.population.members()
-    layer_names = T.layer_names(built.model, built.train.estimators.include_output)
-    steps = T.eval_steps(built.train.steps, built.train.n_evals, built.train.eval_schedule)
+    layer_names = trainer.layer_names
+    steps = T.eval_steps(c.steps, c.n_evals, c.eval_schedule)
     gaps = np.diff(np.concatenate([[0], steps]))
     k = min(c.evals_per_chunk, len(gaps))
     states = trainer.init(built.population)
@@ -295,11 +313,12 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
         _truncate_rows(metrics_path, done)
         print(f"[ib-jax] resuming {out} from checkpoint after {done}/{len(gaps)} evaluations (step {steps[done - 1] if done else 0})")
 
-    job_cfg = OmegaConf.to_container(c, resolve=True)
+    compile_s = trainer.compile(states, k)
+    job_cfg = to_dict(c)
     wb = tracking.WandbPopulation(
         enabled=c.logger.wandb, mode=c.logger.mode, project=c.logger.project, entity=c.logger.entity,
         group=c.logger.group or hydra_group or c.name, job_name=job_name, output_dir=out,
-        members=members, job_config={**job_cfg, "noise_kind": built.train.noise.kind},
+        members=members, job_config={**job_cfg, "noise_kind": c.noise.kind},
     )
     bar = None
     if c.logger.progress:
@@ -312,7 +331,7 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
         g = np.concatenate([g, np.zeros(k - valid, np.int64)])  # one compiled shape for every chunk
         states, m = trainer.run(states, g)
         m = {name: np.asarray(v)[:valid] for name, v in m.items()}
-        rows = _rows(m, start, steps, members, layer_names, built.train.noise.kind, level_name, np.asarray(states.diverged))
+        rows = _rows(m, start, steps, members, layer_names, c.noise.kind, level_name, np.asarray(states.diverged))
         _write_rows(metrics_path, rows)
         wb.log_rows(rows)
         if ckpt:
@@ -329,16 +348,21 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
     all_steps, metrics = rows_to_arrays(read_metrics(metrics_path), len(members), layer_names)
     diverged = np.asarray(states.diverged)
     summaries = summarize(all_steps, metrics, members, layer_names, diverged, np.asarray(states.diverged_step), level_name)
-    estimator = next((e for e in built.train.estimators.names if e.startswith("binning")), None) or (built.train.estimators.names[0] if built.train.estimators.names else None)
+    names = c.estimator.names
+    estimator = next((e for e in names if e.startswith("binning")), None) or next(
+        (e for e in names if f"{e}/i_xt" in metrics and f"{e}/i_ty" in metrics), None) or (names[0] if names else None)
     images = []
-    if estimator in ("binning", "binning_quantile", "kde"):
-        images += plots.information_planes(metrics, all_steps, members, layer_names, out, estimator, level_name)
-        images += plots.conditional_entropy_vs_step(metrics, all_steps, members, layer_names, out, estimator, level_name)
-    images += plots.gap_vs_level(metrics, members, out, level_name)
+    title = plots.describe(c, estimator)
+    if estimator:
+        images += plots.information_planes(metrics, all_steps, members, layer_names, out, estimator, level_name, title=title)
+        images += plots.conditional_entropy_vs_step(metrics, all_steps, members, layer_names, out, estimator, level_name, title=title)
+    images += plots.gap_vs_level(metrics, members, out, level_name, title=title)
     table = summary_table(summaries, layer_names, level_name, estimator or "binning")
     summary = {
         "output_dir": os.path.abspath(out),
         "wall_time_s": round(time.time() - t0, 2),
+        "compile_time_s": round(compile_s, 2),
+        "compilation_cache": cache_dir,
         "steps": int(all_steps[-1]),
         "members": summaries,
         "diverged_members": [s["member"] for s in summaries if s["diverged"]],
@@ -370,5 +394,6 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
         print(f"[ib-jax] plot: {p}")
     if summary["wandb_dir"]:
         print(f"[ib-jax] wandb runs ({c.logger.mode}): {summary['wandb_dir']}  (upload: wandb sync {summary['wandb_dir']}/offline-run-*)")
-    print(f"[ib-jax] wall time {summary['wall_time_s']:.1f} s")
+    print(f"[ib-jax] wall time {summary['wall_time_s']:.1f} s: compile {compile_s:.1f} s"
+          f" ({'persistent cache ' + cache_dir if cache_dir else 'no persistent cache'}), the rest data, training, evaluation and records")
     return summary

@@ -12,14 +12,15 @@ which is what a vmapped population over seeds needs (``jax.vmap(model.init)``).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["MLP", "CNN1D", "ModelConfig", "build", "ACTIVATIONS"]
+from ib_jax.registry import MODELS
+
+__all__ = ["MLP", "CNN1D", "build", "ACTIVATIONS"]
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
@@ -33,6 +34,23 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 def _kernel_init(scale: float):
     # LeCun-style truncated normal, std = scale / sqrt(fan_in) (Shwartz-Ziv & Tishby's init at scale 1)
     return nn.initializers.variance_scaling(scale**2, "fan_in", "truncated_normal")
+
+
+def _layer_noise(module: nn.Module, h, beta: float):
+    """T = S + Z, Z ~ N(0, beta^2 I) (Goldfeld et al. 2019's noisy network), drawn from the
+    ``layer_noise`` rng stream; without that stream (or beta = 0) the layer is deterministic."""
+    if beta <= 0 or not module.has_rng("layer_noise"):
+        return h
+    return h + beta * jax.random.normal(module.make_rng("layer_noise"), h.shape, h.dtype)
+
+
+def _quantize(h, bits: int, activation: str):
+    """k-bit activations with a straight-through gradient (Lorenzen et al. 2022); 0 bits: unchanged."""
+    if bits <= 0:
+        return h
+    from ib_jax.quantize import quantize_activation
+
+    return quantize_activation(h, bits, activation)
 
 
 def _norm_act(h, act, batch_norm: bool, train: bool):
@@ -60,15 +78,20 @@ class MLP(nn.Module):
     init_scale: float = 1.0
     dropout: float = 0.0
     batch_norm: bool = False
+    layer_noise: float = 0.0
+    quantize_bits: int = 0
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, centers: bool = False):
         act = ACTIVATIONS[self.activation]
         h = x.reshape(x.shape[0], -1)
         hidden = []
         for w in self.widths:
             h = _norm_act(nn.Dense(w, kernel_init=_kernel_init(self.init_scale))(h), act, self.batch_norm, train)
-            hidden.append(h)
+            h = _quantize(h, self.quantize_bits, self.activation)
+            s = h
+            h = _layer_noise(self, h, self.layer_noise)
+            hidden.append(s if centers else h)
             if self.dropout > 0:
                 h = nn.Dropout(self.dropout, deterministic=not train)(h)
         logits = nn.Dense(self.n_classes, kernel_init=_kernel_init(self.init_scale))(h)
@@ -105,33 +128,37 @@ class CNN1D(nn.Module):
         return logits, tuple(hidden)
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """What hydra's ``model`` group holds. ``kind``: ``mlp`` or ``cnn1d``."""
-
-    kind: str = "mlp"
-    widths: tuple[int, ...] = (10, 7, 5, 4, 3)
-    activation: str = "tanh"
-    init_scale: float = 1.0
-    dropout: float = 0.0
-    batch_norm: bool = False
-    channels: tuple[int, ...] = (16, 16, 16)
-    kernel_size: int = 5
-
-
-def build(cfg: ModelConfig, n_classes: int) -> nn.Module:
-    """A model from its config; raises ``ValueError`` naming a bad field."""
+def _common(cfg, n_classes: int) -> dict:
     if cfg.activation not in ACTIVATIONS:
         raise ValueError(f"model.activation must be one of {sorted(ACTIVATIONS)}, got {cfg.activation!r}")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ValueError(f"model.dropout must be in [0, 1), got {cfg.dropout}")
     if not cfg.init_scale > 0:
         raise ValueError(f"model.init_scale must be > 0, got {cfg.init_scale}")
-    common = dict(n_classes=n_classes, activation=cfg.activation, init_scale=cfg.init_scale, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
-    if cfg.kind == "mlp":
-        if not cfg.widths or any(int(w) < 1 for w in cfg.widths):
-            raise ValueError(f"model.widths must be positive ints, got {cfg.widths}")
-        return MLP(widths=tuple(int(w) for w in cfg.widths), **common)
-    if cfg.kind == "cnn1d":
-        return CNN1D(channels=tuple(int(c) for c in cfg.channels), kernel_size=cfg.kernel_size, **common)
-    raise ValueError(f"model.kind must be 'mlp' or 'cnn1d', got {cfg.kind!r}")
+    return dict(n_classes=n_classes, activation=cfg.activation, init_scale=cfg.init_scale, dropout=cfg.dropout, batch_norm=cfg.batch_norm)
+
+
+def _no_extras(cfg, kind: str) -> None:
+    if cfg.layer_noise > 0 or cfg.quantize_bits > 0:
+        raise ValueError(f"model.layer_noise / model.quantize_bits are implemented for model.kind=mlp, not {kind!r}")
+
+
+@MODELS.register("mlp")
+def build_mlp(cfg, n_classes: int) -> nn.Module:
+    if not cfg.widths or any(int(w) < 1 for w in cfg.widths):
+        raise ValueError(f"model.widths must be positive ints, got {list(cfg.widths)}")
+    return MLP(widths=tuple(int(w) for w in cfg.widths), layer_noise=float(cfg.layer_noise), quantize_bits=int(cfg.quantize_bits), **_common(cfg, n_classes))
+
+
+@MODELS.register("cnn1d")
+def build_cnn1d(cfg, n_classes: int) -> nn.Module:
+    _no_extras(cfg, "cnn1d")
+    if not cfg.channels or any(int(c) < 1 for c in cfg.channels) or cfg.kernel_size < 1:
+        raise ValueError(f"model.channels must be positive ints and model.kernel_size >= 1, got {list(cfg.channels)}, {cfg.kernel_size}")
+    return CNN1D(channels=tuple(int(c) for c in cfg.channels), kernel_size=cfg.kernel_size, **_common(cfg, n_classes))
+
+
+def build(cfg, n_classes: int) -> nn.Module:
+    """A model from its config (:class:`ib_jax.config.ModelConf`) via the ``MODELS`` registry;
+    raises ``ValueError`` naming a bad field."""
+    return MODELS.get(cfg.kind)(cfg, n_classes)

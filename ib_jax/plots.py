@@ -8,6 +8,7 @@ Members sharing a noise level are averaged over seeds (spread shown).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import matplotlib
@@ -16,7 +17,36 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["information_planes", "conditional_entropy_vs_step", "gap_vs_level", "level_label", "level_positions"]
+__all__ = ["information_planes", "conditional_entropy_vs_step", "gap_vs_level", "level_label", "level_positions", "describe"]
+
+MARKERS = "os^vD<>phX*"
+
+
+def describe(cfg, estimator: str | None) -> str:
+    """Plot subtitle: data set, model and activation, estimator and its bin range."""
+    m = cfg.model
+    arch = "-".join(str(w) for w in m.widths) if m.kind == "mlp" else m.kind
+    parts = [f"{cfg.dataset.name}", f"{m.kind} {arch} {m.activation}", f"noise={cfg.noise.kind}"]
+    if m.layer_noise > 0:
+        parts.append(f"layer noise {m.layer_noise:g}")
+    if m.quantize_bits:
+        parts.append(f"{m.quantize_bits}-bit")
+    if estimator:
+        e = cfg.estimator
+        if estimator == "binning":
+            rng = f"[{e.lo:g}, {e.hi:g}]" if e.lo is not None else "per-evaluation min-max range"
+            parts.append(f"binning {e.n_bins} bins {rng}")
+        elif estimator == "binning_quantile":
+            parts.append(f"quantile binning {e.n_bins} bins")
+        else:
+            parts.append(estimator)
+    return ", ".join(parts)
+
+
+def _steps_axis(ax):
+    """Steps on a log-like axis that keeps step 0 at 0 (symlog, linear below 1)."""
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
 
 
 def level_label(v: float) -> str:
@@ -37,25 +67,34 @@ def _by_level(members):
     return dict(sorted(groups.items(), key=lambda kv: (np.isinf(kv[0]), kv[0])))
 
 
-def information_planes(metrics, steps, members, layer_names, out_dir, estimator="binning", level_name="snr") -> list[str]:
+def information_planes(metrics, steps, members, layer_names, out_dir, estimator="binning", level_name="snr", title="") -> list[str]:
     """One PNG per noise level: I(X;T) vs I(T;Y) of every layer, coloured by step (mean over seeds)."""
     ix, iy = metrics.get(f"{estimator}/i_xt"), metrics.get(f"{estimator}/i_ty")
     if ix is None or iy is None:
         return []
     paths = []
-    norm = matplotlib.colors.LogNorm(vmin=max(1, steps[1] if len(steps) > 1 else 1), vmax=max(steps[-1], 2))
+    # step 0 keeps its own colour: a symmetric-log norm is linear below step 1
+    norm = matplotlib.colors.SymLogNorm(linthresh=1.0, vmin=0, vmax=max(int(steps[-1]), 1))
     for level, idx in _by_level(members).items():
-        fig, ax = plt.subplots(figsize=(5.5, 4.2))
         x = np.nanmean(ix[idx], axis=0)  # (E, L)
         y = np.nanmean(iy[idx], axis=0)
+        if not (np.isfinite(x).any() and np.isfinite(y).any()):
+            continue  # every member of this level diverged: nothing to draw
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        sc = None
         for layer in range(x.shape[1]):
             ax.plot(x[:, layer], y[:, layer], color="0.8", lw=0.8, zorder=1)
-            sc = ax.scatter(x[:, layer], y[:, layer], c=np.maximum(steps, 1), cmap="viridis", norm=norm, s=14, zorder=2)
-            ax.annotate(layer_names[layer], (x[-1, layer], y[-1, layer]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        fig.colorbar(sc, ax=ax, label="step")
+            # layers told apart by marker (legend), not by labels that overlap where layers meet
+            sc = ax.scatter(x[:, layer], y[:, layer], c=steps, cmap="viridis", norm=norm, s=16, zorder=2,
+                            marker=MARKERS[layer % len(MARKERS)], edgecolors="none", label=layer_names[layer])
+        if sc is not None:
+            fig.colorbar(sc, ax=ax, label="step")
+        leg = ax.legend(fontsize=7, loc="lower right", title="layer", title_fontsize=7, markerscale=1.2)
+        for h in leg.legend_handles:
+            h.set_color("0.3")
         ax.set_xlabel("I(X;T) [bits]")
         ax.set_ylabel("I(T;Y) [bits]")
-        ax.set_title(f"information plane ({estimator}), {level_name}={level_label(level)}, {len(idx)} seeds")
+        ax.set_title(f"information plane, {level_name}={level_label(level)}, {len(idx)} seeds\n{title}", fontsize=8)
         fig.tight_layout()
         path = os.path.join(out_dir, f"infoplane_{level_name}_{level_label(level)}.png")
         fig.savefig(path, dpi=110)
@@ -64,31 +103,37 @@ def information_planes(metrics, steps, members, layer_names, out_dir, estimator=
     return paths
 
 
-def conditional_entropy_vs_step(metrics, steps, members, layer_names, out_dir, estimator="binning", level_name="snr") -> list[str]:
+def conditional_entropy_vs_step(metrics, steps, members, layer_names, out_dir, estimator="binning", level_name="snr", title="") -> list[str]:
     """H(X|T) against step, one panel per layer, one line per noise level (band: std over seeds)."""
     h = metrics.get(f"{estimator}/h_x_given_t")
-    if h is None:
+    if h is None or not np.isfinite(h).any():
         return []
     n_layers = h.shape[-1]
     cols = min(n_layers, 3)
     rows = -(-n_layers // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    x = np.maximum(steps, 1)
+    x = np.asarray(steps)
+    groups = _by_level(members)
+    colors = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(groups), 1)))
+    band_alpha = 0.2 if len(groups) <= 3 else 0.08  # many levels: faint bands, the means stay readable
     for layer in range(n_layers):
         ax = axes[layer // cols][layer % cols]
-        for level, idx in _by_level(members).items():
-            mean = np.nanmean(h[idx, :, layer], axis=0)
-            std = np.nanstd(h[idx, :, layer], axis=0)
-            (line,) = ax.plot(x, mean, label=f"{level_name}={level_label(level)}")
-            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-        ax.set_xscale("log")
+        for color, (level, idx) in zip(colors, groups.items()):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(h[idx, :, layer], axis=0)
+                std = np.nanstd(h[idx, :, layer], axis=0)
+            ax.plot(x, mean, color=color, lw=1.4, label=f"{level_name}={level_label(level)}")
+            if len(idx) > 1:
+                ax.fill_between(x, mean - std, mean + std, color=color, alpha=band_alpha, lw=0)
+        _steps_axis(ax)
         ax.set_title(f"{layer_names[layer]}")
         ax.set_xlabel("step")
         ax.set_ylabel("H(X|T) [bits]")
     for k in range(n_layers, rows * cols):
         axes[k // cols][k % cols].axis("off")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"H(X|T) per layer ({estimator})")
+    fig.suptitle(f"H(X|T) per layer (band: ±1 std over seeds)\n{title}", fontsize=9)
     fig.tight_layout()
     path = os.path.join(out_dir, "h_x_given_t_vs_step.png")
     fig.savefig(path, dpi=110)
@@ -96,13 +141,16 @@ def conditional_entropy_vs_step(metrics, steps, members, layer_names, out_dir, e
     return [path]
 
 
-def gap_vs_level(metrics, members, out_dir, level_name="snr") -> list[str]:
+def gap_vs_level(metrics, members, out_dir, level_name="snr", title="") -> list[str]:
     """Final generalization gap (loss and accuracy) against the noise level, mean +- std over seeds."""
     groups = _by_level(members)
     levels = list(groups)
     xs = level_positions(levels)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, name, label in [(axes[0], "gap_loss", "test - train loss"), (axes[1], "gap_accuracy", "train - test accuracy")]:
+        if name not in metrics or not np.isfinite(metrics[name][:, -1]).any():
+            ax.text(0.5, 0.5, "no finite values (diverged)", ha="center", va="center", transform=ax.transAxes)
+            continue
         final = metrics[name][:, -1]
         means = [np.nanmean(final[idx]) for idx in groups.values()]
         stds = [np.nanstd(final[idx]) for idx in groups.values()]
@@ -113,7 +161,7 @@ def gap_vs_level(metrics, members, out_dir, level_name="snr") -> list[str]:
         ax.set_xticks(xs, [level_label(v) for v in levels])
         ax.set_xlabel(level_name)
         ax.set_ylabel(label)
-    fig.suptitle("generalization gap at the end of training")
+    fig.suptitle(f"generalization gap at the end of training\n{title}", fontsize=9)
     fig.tight_layout()
     path = os.path.join(out_dir, f"gap_vs_{level_name}.png")
     fig.savefig(path, dpi=110)

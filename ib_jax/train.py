@@ -1,52 +1,44 @@
-"""Population training under controlled gradient noise, in one jitted, vmapped program.
+"""The population driver: P members trained under controlled noise in one jitted program.
 
-A *population* is P members that differ by seed (init, mini-batches, noise
-key, dropout) and by numeric settings that can be arrays: the noise level
-(SNR, or sigma for ``fixed`` noise) and the learning rate. One compiled
-program trains all of them: members are ``vmap``-ed, steps run under
-``lax.fori_loop`` between evaluation points, evaluation points under
-``lax.scan``; the population axis is sharded over every available device.
+A *population* is P members that differ by seed (init, mini-batches, noise key, dropout)
+and by numeric settings that can be arrays: the noise level (one value of ``noise.snr``)
+and the learning rate. One compiled program trains all of them: the per-member step
+(:mod:`ib_jax.step`) is ``vmap``-ed, steps run under ``lax.fori_loop`` between evaluation
+points, evaluation points (:mod:`ib_jax.evaluation`) under ``lax.scan``; the member axis
+is sharded over every available device.
 
 Quick start::
 
-    from ib_jax import data, models, train
+    from ib_jax import config, data, train
+    cfg = config.Config(noise=config.NoiseConf(kind="isotropic"), steps=2000)
     ds = data.tishby12()
-    cfg = train.TrainConfig(steps=2000, noise=train.NoiseConfig(kind="isotropic"))
     pop = train.population_grid(seeds=[0, 1, 2], levels=[float("inf"), 10.0, 1.0])
-    res = train.train_population(models.ModelConfig(), cfg, ds, pop)
+    res = train.train_population(cfg, ds, pop)
     res.metrics["gap_loss"]            # (P, n_evals)
     res.metrics["binning/h_x_given_t"] # (P, n_evals, n_layers)
 
-Mini-batches are drawn i.i.d. (with replacement) from a per-member key folded
-with the step number: the setting in which SGD's SNR_B = B ||G||^2 / tr(Sigma)
-holds exactly, and a run resumed from step s draws exactly the batches an
-uninterrupted run would. ``batch_size=0`` is full-batch gradient descent (no
-sampling noise: injected noise is the only noise).
+Mini-batches are drawn i.i.d. (with replacement) from a per-member key folded with the step
+number: the setting in which SGD's SNR_B = B ||G||^2 / tr(Sigma) holds exactly, and a run
+resumed from step s draws exactly the batches an uninterrupted run would.
+``optimizer.batch_size=0`` is full-batch gradient descent.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ib_jax import estimators as E
-from ib_jax import models as M
-from ib_jax import noise as N
-from ib_jax import schedules as S
 from ib_jax.data import Dataset
-from ib_jax.gradient_stats import gradient_noise_stats, per_example_grads
+from ib_jax.evaluation import make_evaluate
+from ib_jax.step import Step, TrainState
 
 __all__ = [
-    "NoiseConfig",
-    "EstimatorConfig",
-    "TrainConfig",
     "Population",
     "population_grid",
     "TrainState",
@@ -54,127 +46,16 @@ __all__ = [
     "PopulationResult",
     "train_population",
     "eval_steps",
-    "NOISE_KINDS",
-    "OPTIMIZERS",
-    "ESTIMATORS",
 ]
-
-NOISE_KINDS = ("none", "isotropic", "cone", "fixed", "sgd_shaped")
-OPTIMIZERS = ("sgd", "momentum", "adam")
-ESTIMATORS = ("binning", "binning_quantile", "knn", "kde", "channel")
-
-
-@dataclasses.dataclass(frozen=True)
-class NoiseConfig:
-    """Injected noise. ``kind``: none | isotropic | cone | fixed | sgd_shaped.
-
-    The member's level (``Population.level``) is the SNR (sigma for ``fixed``);
-    ``schedule`` (a dict for :func:`ib_jax.schedules.from_config`) multiplies
-    it over steps: level_t = level * schedule(t).
-    """
-
-    kind: str = "none"
-    position: str = "gradient"  # gradient (before the optimizer) | update (after it)
-    mode: str = "surface"  # cone only
-    scope: str = "global"
-    preserve_norm: bool = False
-    schedule: Any = None
-
-
-@dataclasses.dataclass(frozen=True)
-class EstimatorConfig:
-    """Which information estimators run at each evaluation, on the information set.
-
-    The information set is every input of the data set (train + test, X
-    uniform over its rows), capped at ``n_info`` rows.
-    """
-
-    names: tuple[str, ...] = ("binning",)
-    n_bins: int = 30
-    lo: float | None = -1.0
-    hi: float | None = 1.0
-    knn_k: int = 3
-    kde_noise_var: float = 0.1
-    n_info: int = 4096
-    include_output: bool = True  # the softmax output as the last layer T
-    # the weight-noise channel (noise-aware): I(X;T'), H(X|T') under weights w + zeta at this SNR,
-    # on the first channel_n inputs of the information set, K = channel_samples weight draws
-    channel_snr: float = 1.0
-    channel_samples: int = 8
-    channel_kernel_var: float = 0.01
-    channel_n: int = 256
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    momentum: float = 0.9
-    batch_size: int = 0  # 0: full batch
-    steps: int = 1000
-    shared_batches: bool = False  # all members see the same mini-batches (one wide first-layer matmul)
-    data_seed: int = 0  # batches when shared_batches
-    eval_schedule: str = "log"  # log | linear
-    n_evals: int = 30
-    probe_size: int = 256  # examples for SGD's own gradient SNR (0: off)
-    noise: NoiseConfig = NoiseConfig()
-    estimators: EstimatorConfig = EstimatorConfig()
-
-    def validate(self, n_train: int | None = None) -> None:
-        """Raise ``ValueError`` naming the offending key, before any compute."""
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer.name must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"optimizer.learning_rate must be > 0, got {self.learning_rate}")
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.batch_size < 0 or (n_train is not None and self.batch_size > n_train):
-            raise ValueError(f"batch_size must be in [0, n_train={n_train}] (0 = full batch), got {self.batch_size}")
-        if self.eval_schedule not in ("log", "linear"):
-            raise ValueError(f"eval_schedule must be 'log' or 'linear', got {self.eval_schedule!r}")
-        if self.n_evals < 1:
-            raise ValueError(f"n_evals must be >= 1, got {self.n_evals}")
-        n = self.noise
-        if n.kind not in NOISE_KINDS:
-            raise ValueError(f"noise.kind must be one of {NOISE_KINDS}, got {n.kind!r}")
-        if n.position not in ("gradient", "update"):
-            raise ValueError(f"noise.position must be 'gradient' or 'update', got {n.position!r}")
-        if n.mode not in N.CONE_MODES:
-            raise ValueError(f"noise.mode must be one of {N.CONE_MODES}, got {n.mode!r}")
-        if n.scope not in N.SCOPES:
-            raise ValueError(f"noise.scope must be one of {N.SCOPES}, got {n.scope!r}")
-        if n.schedule is not None:
-            S.from_config(n.schedule)
-        e = self.estimators
-        unknown = [x for x in e.names if x not in ESTIMATORS]
-        if unknown:
-            raise ValueError(f"estimators.names: unknown {unknown}; expected some of {ESTIMATORS}")
-        if e.n_bins < 1:
-            raise ValueError(f"estimators.n_bins must be >= 1, got {e.n_bins}")
-        if (e.lo is None) != (e.hi is None) or (e.lo is not None and not e.lo < e.hi):
-            raise ValueError(f"estimators.lo/hi must both be null or lo < hi, got {e.lo}, {e.hi}")
-        if e.n_info < 2:
-            raise ValueError(f"estimators.n_info must be >= 2, got {e.n_info}")
-        if "knn" in e.names and not 1 <= e.knn_k < e.n_info:
-            raise ValueError(f"estimators.knn_k must be in [1, n_info), got {e.knn_k}")
-        if not e.kde_noise_var > 0:
-            raise ValueError(f"estimators.kde_noise_var must be > 0, got {e.kde_noise_var}")
-        if "channel" in e.names:
-            if not e.channel_snr > 0:
-                raise ValueError(f"estimators.channel_snr must be > 0, got {e.channel_snr}")
-            if e.channel_samples < 2:
-                raise ValueError(f"estimators.channel_samples must be >= 2, got {e.channel_samples}")
-            if not e.channel_kernel_var > 0:
-                raise ValueError(f"estimators.channel_kernel_var must be > 0, got {e.channel_kernel_var}")
-            if e.channel_n < 2:
-                raise ValueError(f"estimators.channel_n must be >= 2, got {e.channel_n}")
-        if self.probe_size < 0:
-            raise ValueError(f"probe_size must be >= 0, got {self.probe_size}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Population:
-    """Per-member settings, arrays of length P."""
+    """Per-member settings, arrays of length P.
+
+    Levels and learning rates are kept as float64 (the values as given, so records read
+    ``0.1`` back as 0.1); the compiled program sees them as float32.
+    """
 
     seeds: np.ndarray
     level: np.ndarray
@@ -182,7 +63,7 @@ class Population:
 
     def __post_init__(self):
         seeds = np.asarray(self.seeds, np.int64).reshape(-1)
-        level = np.asarray(self.level, np.float32).reshape(-1)
+        level = np.asarray(self.level, np.float64).reshape(-1)
         if len(seeds) != len(level):
             raise ValueError(f"population: {len(seeds)} seeds but {len(level)} levels")
         if np.isnan(level).any() or (level < 0).any():
@@ -190,7 +71,7 @@ class Population:
         object.__setattr__(self, "seeds", seeds)
         object.__setattr__(self, "level", level)
         if self.learning_rate is not None:
-            lr = np.asarray(self.learning_rate, np.float32).reshape(-1)
+            lr = np.asarray(self.learning_rate, np.float64).reshape(-1)
             if len(lr) != len(seeds) or not (lr > 0).all():
                 raise ValueError("population.learning_rate must be P positive values")
             object.__setattr__(self, "learning_rate", lr)
@@ -220,21 +101,6 @@ def population_grid(seeds: Sequence[int], levels: Sequence[float], learning_rate
     )
 
 
-class TrainState(NamedTuple):
-    """One member's state (a population stacks a leading axis on every leaf)."""
-
-    params: Any
-    batch_stats: Any
-    opt_state: Any
-    step: jax.Array
-    data_key: jax.Array
-    dropout_key: jax.Array
-    level: jax.Array
-    learning_rate: jax.Array
-    diverged: jax.Array
-    diverged_step: jax.Array
-
-
 def eval_steps(steps: int, n_evals: int, schedule: str = "log") -> np.ndarray:
     """Sorted unique evaluation steps in [0, steps], always including 0 and ``steps``."""
     if schedule == "linear":
@@ -244,44 +110,20 @@ def eval_steps(steps: int, n_evals: int, schedule: str = "log") -> np.ndarray:
     return np.unique(np.round(pts).astype(np.int64).clip(0, steps).tolist() + [0, steps])
 
 
-def _tree_all_finite(tree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
-
-
-def _select(pred, a, b):
-    """Tree-wise ``where(pred, a, b)`` that also handles typed PRNG keys."""
-
-    def sel(x, y):
-        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(jnp.where(pred, jax.random.key_data(x), jax.random.key_data(y)))
-        return jnp.where(pred, x, y)
-
-    return jax.tree.map(sel, a, b)
-
-
-def _xent(logits, y):
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-
 class Trainer:
-    """Compiled pieces for one (model, training config, data set).
+    """Compiled pieces for one (config, data set); build once, reuse for populations of one shape.
 
-    Build it once and reuse it: ``init``, ``run`` and ``evaluate`` are jitted
-    and cached on the instance, so several populations of the same shape share
-    one compilation.
+    ``init``, ``run`` and ``evaluate`` are jitted and cached on the instance.
     """
 
-    def __init__(self, model_cfg: M.ModelConfig, cfg: TrainConfig, dataset: Dataset):
-        cfg.validate(len(dataset.y_train))
+    def __init__(self, cfg, dataset: Dataset):
         self.cfg = cfg
-        self.model_cfg = model_cfg
         self.dataset = dataset
-        self.model = M.build(model_cfg, dataset.n_classes)
-        if cfg.noise.kind == "sgd_shaped" and model_cfg.batch_norm:
-            raise ValueError("noise.kind='sgd_shaped' needs per-example gradients, undefined with model.batch_norm")
-        self.batch_size = cfg.batch_size or len(dataset.y_train)
-        n_info = min(cfg.estimators.n_info, len(dataset.y_all))
+        self.step = Step(cfg, dataset.n_classes, diverge_factor=getattr(cfg, "diverge_factor", 1e6))
+        self.batch_size = cfg.optimizer.batch_size or len(dataset.y_train)
+        if self.batch_size > len(dataset.y_train):
+            raise ValueError(f"optimizer.batch_size must be in [0, n_train={len(dataset.y_train)}], got {cfg.optimizer.batch_size}")
+        n_info = min(cfg.estimator.n_info, len(dataset.y_all))
         probe = min(cfg.probe_size, len(dataset.y_train))
         self.data = {
             "x_train": jnp.asarray(dataset.x_train),
@@ -293,64 +135,29 @@ class Trainer:
             "x_probe": jnp.asarray(dataset.x_train[:probe]),
             "y_probe": jnp.asarray(dataset.y_train[:probe]),
         }
-        self._has_bn = model_cfg.batch_norm
+        self.evaluate_member = make_evaluate(self.step, cfg, self.batch_size)
         self._init = jax.jit(jax.vmap(self._init_member))
         self._run = jax.jit(self._run_segment)
-        self._evaluate = jax.jit(jax.vmap(self._evaluate_member, in_axes=(0, None)))
+        self._evaluate = jax.jit(jax.vmap(self.evaluate_member, in_axes=(0, None)))
+        self._compiled: dict[int, Callable] = {}
+        x2 = self.data["x_train"][:2]
 
-    # ----------------------------------------------------------- optimizer
+        def hidden_of():
+            v = self.step.model.init(jax.random.key(0), x2, train=False)
+            return self.step.apply(v["params"], v.get("batch_stats", {}), x2, train=False)[1]
 
-    def make_tx(self, level, learning_rate) -> optax.GradientTransformation:
-        """The member's optimizer chain with the noise transform in place (key reseeded at init)."""
-        cfg = self.cfg
-        opt = {
-            "sgd": lambda: optax.sgd(learning_rate),
-            "momentum": lambda: optax.sgd(learning_rate, momentum=cfg.momentum),
-            "adam": lambda: optax.adam(learning_rate),
-        }[cfg.optimizer]()
-        nc = cfg.noise
-        if nc.kind == "none":
-            return opt
-        lvl = level
-        if nc.schedule is not None:
-            shape = S.from_config(nc.schedule)
-            lvl = lambda t: level * shape(t)  # noqa: E731
-        if nc.kind == "isotropic":
-            nz = N.isotropic(lvl, 0, scope=nc.scope)
-        elif nc.kind == "cone":
-            nz = N.cone(lvl, 0, mode=nc.mode, scope=nc.scope, preserve_norm=nc.preserve_norm)
-        elif nc.kind == "fixed":
-            nz = N.fixed(lvl, 0)
-        else:
-            nz = N.sgd_shaped(lvl, 0)
-        return optax.chain(nz, opt) if nc.position == "gradient" else optax.chain(opt, nz)
+        n_hidden = len(jax.eval_shape(hidden_of))
+        self.layer_names = [f"h{i + 1}" for i in range(n_hidden)] + (["output"] if cfg.estimator.include_output else [])
 
     # ---------------------------------------------------------------- init
 
     def _init_member(self, seed, level, learning_rate):
-        k_init, k_data, k_noise, k_drop = jax.random.split(jax.random.key(seed), 4)
-        variables = self.model.init(k_init, self.data["x_train"][:2], train=False)
-        params = variables["params"]
-        batch_stats = variables.get("batch_stats", {})
-        tx = self.make_tx(level, learning_rate)
-        opt_state = N.reseed(tx.init(params), k_noise)  # every member its own noise key
-        return TrainState(
-            params=params,
-            batch_stats=batch_stats,
-            opt_state=opt_state,
-            step=jnp.zeros([], jnp.int32),
-            data_key=k_data,
-            dropout_key=k_drop,
-            level=jnp.asarray(level, jnp.float32),
-            learning_rate=jnp.asarray(learning_rate, jnp.float32),
-            diverged=jnp.array(False),
-            diverged_step=jnp.array(-1, jnp.int32),
-        )
+        return self.step.init(seed, level, learning_rate, self.data["x_train"][:2])
 
     def init(self, population: Population) -> TrainState:
         """Stacked states of the population, sharded over devices along the member axis."""
-        lr = population.learning_rate if population.learning_rate is not None else np.full(population.size, self.cfg.learning_rate, np.float32)
-        states = self._init(jnp.asarray(population.seeds, jnp.uint32), jnp.asarray(population.level), jnp.asarray(lr))
+        lr = population.learning_rate if population.learning_rate is not None else np.full(population.size, self.cfg.optimizer.learning_rate)
+        states = self._init(jnp.asarray(population.seeds, jnp.uint32), jnp.asarray(population.level, jnp.float32), jnp.asarray(lr, jnp.float32))
         return self.shard(states)
 
     def shard(self, states: TrainState) -> TrainState:
@@ -364,77 +171,21 @@ class Trainer:
         mesh = Mesh(np.asarray(devices), ("pop",))
         return jax.device_put(states, NamedSharding(mesh, PartitionSpec("pop")))
 
-    # ---------------------------------------------------------------- step
-
-    def _apply(self, params, batch_stats, x, *, train, key=None):
-        variables = {"params": params}
-        if self._has_bn:
-            variables["batch_stats"] = batch_stats
-        rngs = {"dropout": key} if (train and key is not None) else None
-        if self._has_bn and train:
-            (logits, hidden), upd = self.model.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
-            return logits, hidden, upd["batch_stats"]
-        logits, hidden = self.model.apply(variables, x, train=train, rngs=rngs)
-        return logits, hidden, batch_stats
-
-    def train_step(self, state: TrainState, batch, key) -> tuple[TrainState, dict]:
-        """One pure step of one member: ``(state, (x, y), dropout key) -> (state, metrics)``.
-
-        A non-finite loss or parameter marks the member diverged at this step;
-        a diverged member's state is frozen from then on.
-        """
-        x, y = batch
-
-        def loss_fn(params):
-            logits, _, bs = self._apply(params, state.batch_stats, x, train=True, key=key)
-            return _xent(logits, y), (bs, jnp.mean(jnp.argmax(logits, -1) == y))
-
-        (loss, (batch_stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        extra = {}
-        if self.cfg.noise.kind == "sgd_shaped":
-            extra["per_example_grads"] = per_example_grads(self._example_loss, state.params, x, y)
-        tx = self.make_tx(state.level, state.learning_rate)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params, **extra)
-        params = optax.apply_updates(state.params, updates)
-        ok = jnp.isfinite(loss) & _tree_all_finite(params)
-        newly = ~ok & ~state.diverged
-        diverged = state.diverged | ~ok
-        new = state._replace(params=params, batch_stats=batch_stats, opt_state=opt_state)
-        kept = _select(diverged, state, new)
-        kept = kept._replace(
-            step=state.step + 1,
-            diverged=diverged,
-            diverged_step=jnp.where(newly, state.step, state.diverged_step),
-        )
-        metrics = {"loss": loss, "accuracy": acc}
-        diags = N.diagnostics(opt_state)
-        if diags:
-            metrics["noise_realized_snr"] = diags[0].realized_snr
-            metrics["noise_angle"] = diags[0].angle
-        return kept, metrics
-
-    def _example_loss(self, params, x, y):
-        logits, _, _ = self._apply(params, None, x[None], train=False)
-        return _xent(logits, y[None])
+    # ---------------------------------------------------------------- steps
 
     def _batch(self, key, data):
-        if self.cfg.batch_size == 0:
+        if self.cfg.optimizer.batch_size == 0:
             return data["x_train"], data["y_train"]
         idx = jax.random.randint(key, (self.batch_size,), 0, data["y_train"].shape[0])
         return data["x_train"][idx], data["y_train"][idx]
 
     def _population_step(self, states: TrainState, data) -> TrainState:
         step = states.step[0]  # members advance in lockstep
-        if self.cfg.shared_batches:
-            batch = self._batch(jax.random.fold_in(jax.random.key(self.cfg.data_seed), step), data)
+        shared = self._batch(jax.random.fold_in(jax.random.key(self.cfg.seed), step), data) if self.cfg.shared_batches else None
 
-            def one(st):
-                return self.train_step(st, batch, jax.random.fold_in(st.dropout_key, st.step))[0]
-        else:
-
-            def one(st):
-                batch = self._batch(jax.random.fold_in(st.data_key, st.step), data)
-                return self.train_step(st, batch, jax.random.fold_in(st.dropout_key, st.step))[0]
+        def one(st):
+            batch = shared if shared is not None else self._batch(jax.random.fold_in(st.data_key, st.step), data)
+            return self.step.train_step(st, batch, jax.random.fold_in(st.dropout_key, st.step))[0]
 
         return jax.vmap(one)(states)
 
@@ -443,75 +194,22 @@ class Trainer:
 
         def interval(st, gap):
             st = jax.lax.fori_loop(0, gap, lambda _, s: self._population_step(s, data), st)
-            return st, jax.vmap(self._evaluate_member, in_axes=(0, None))(st, data)
+            return st, jax.vmap(self.evaluate_member, in_axes=(0, None))(st, data)
 
         return jax.lax.scan(interval, states, gaps)
 
+    def compile(self, states: TrainState, k: int) -> float:
+        """Compile the k-evaluation segment ahead of time; returns the seconds it took
+        (near zero when JAX's persistent compilation cache already holds it)."""
+        t0 = time.perf_counter()
+        self._compiled[k] = self._run.lower(states, self.data, jnp.zeros(k, jnp.int32)).compile()
+        return time.perf_counter() - t0
+
     def run(self, states: TrainState, gaps: Sequence[int]) -> tuple[TrainState, dict]:
         """Advance by ``gaps[0]`` steps, evaluate, ``gaps[1]`` steps, evaluate, ..."""
-        return self._run(states, self.data, jnp.asarray(gaps, jnp.int32))
-
-    # ------------------------------------------------------------ evaluate
-
-    def _noise_diagnostics(self, state: TrainState) -> dict:
-        diags = N.diagnostics(state.opt_state)
-        if not diags:
-            return {}
-        return {"noise_realized_snr": diags[0].realized_snr, "noise_angle": diags[0].angle}
-
-    def _evaluate_member(self, state: TrainState, data) -> dict:
-        cfg, est = self.cfg, self.cfg.estimators
-        out = {}
-        for split in ("train", "test"):
-            logits, _, _ = self._apply(state.params, state.batch_stats, data[f"x_{split}"], train=False)
-            out[f"{split}_loss"] = _xent(logits, data[f"y_{split}"])
-            out[f"{split}_accuracy"] = jnp.mean(jnp.argmax(logits, -1) == data[f"y_{split}"])
-        out["gap_loss"] = out["test_loss"] - out["train_loss"]
-        out["gap_accuracy"] = out["train_accuracy"] - out["test_accuracy"]
-        logits, hidden, _ = self._apply(state.params, state.batch_stats, data["x_info"], train=False)
-        layers = list(hidden) + ([jax.nn.softmax(logits)] if est.include_output else [])
-        y, n_classes = data["y_info"], self.dataset.n_classes
-        n = y.shape[0]
-        # one padded stack, every estimator vmapped over layers: one copy of its code to compile
-        stacked, mask = E.pad_layers([t.astype(jnp.float32) for t in layers])
-        dims = jnp.asarray([t.shape[-1] for t in layers], jnp.float32)
-        if "binning" in est.names:
-            b = jax.vmap(lambda t, m: E.binned_information(t, y, n_classes=n_classes, n_bins=est.n_bins, lo=est.lo, hi=est.hi, unit_mask=m))(stacked, mask)
-            out.update({f"binning/{q}": b[q] for q in ("i_xt", "i_ty", "h_x_given_t")})
-        if "binning_quantile" in est.names:
-            b = jax.vmap(lambda t, m: E.binned_information(t, y, n_classes=n_classes, n_bins=est.n_bins, lo=None, hi=None, method="quantile", unit_mask=m))(stacked, mask)
-            out.update({f"binning_quantile/{q}": b[q] for q in ("i_xt", "i_ty", "h_x_given_t")})
-        if "knn" in est.names:
-            out["knn/h_t"] = jax.vmap(lambda t, d: E.knn_entropy(t, k=est.knn_k, dim=d))(stacked, dims)
-            out["knn/i_ty"] = jax.vmap(lambda t: E.knn_mutual_information_discrete(t, y, k=est.knn_k))(stacked)
-        if "kde" in est.names:
-            lo, hi = jax.vmap(lambda t: E.kde_mutual_information_x_bounds(t, est.kde_noise_var))(stacked)
-            _, i_ty = jax.vmap(lambda t: E.kde_mutual_information_y(t, y, est.kde_noise_var))(stacked)
-            out.update({"kde/i_xt_lower": lo, "kde/i_xt": hi, "kde/h_x_given_t": jnp.log2(jnp.float32(n)) - hi, "kde/i_ty": i_ty})
-        if "channel" in est.names:
-            x_c = data["x_info"][: est.channel_n]
-
-            def apply_fn(params, x):
-                logits, hidden, _ = self._apply(params, state.batch_stats, x, train=False)
-                return list(hidden) + ([jax.nn.softmax(logits)] if est.include_output else [])
-
-            key = jax.random.fold_in(jax.random.fold_in(state.dropout_key, 0x5EED), state.step)
-            ch = E.noise_channel_information(apply_fn, state.params, x_c, snr=est.channel_snr, key=key,
-                                             n_samples=est.channel_samples, kernel_var=est.channel_kernel_var)
-            out["channel/i_xt"] = jnp.stack([c["i_xt"] for c in ch])
-            out["channel/h_x_given_t"] = jnp.stack([c["h_x_given_t"] for c in ch])
-        out.update(self._noise_diagnostics(state))
-        if cfg.probe_size > 0:
-            g = per_example_grads(self._example_loss, state.params, data["x_probe"], data["y_probe"])
-            stats = gradient_noise_stats(g, self.batch_size)
-            out["sgd_snr"] = stats["snr_b"]
-            out["grad_noise_scale"] = stats["b_simple"]
-        out["step"] = state.step
-        # a diverged member's metrics are masked from the step it diverged
-        return {
-            k: (v if k == "step" else jnp.where(state.diverged, jnp.nan, v.astype(jnp.float32)))
-            for k, v in out.items()
-        }
+        g = jnp.asarray(gaps, jnp.int32)
+        fn = self._compiled.get(len(gaps))
+        return fn(states, self.data, g) if fn is not None else self._run(states, self.data, g)
 
     def evaluate(self, states: TrainState) -> dict:
         return self._evaluate(states, self.data)
@@ -538,11 +236,6 @@ class PopulationResult:
         return self.metrics[name][:, -1]
 
 
-def layer_names(model_cfg: M.ModelConfig, include_output: bool) -> list[str]:
-    n = len(model_cfg.widths) if model_cfg.kind == "mlp" else len(model_cfg.channels)
-    return [f"h{i + 1}" for i in range(n)] + (["output"] if include_output else [])
-
-
 def collect(chunks: list[dict]) -> dict[str, np.ndarray]:
     """Concatenate per-chunk metrics (k, P, ...) over evaluations -> (P, n_evals, ...)."""
     out = {}
@@ -553,8 +246,7 @@ def collect(chunks: list[dict]) -> dict[str, np.ndarray]:
 
 
 def train_population(
-    model_cfg: M.ModelConfig,
-    cfg: TrainConfig,
+    cfg,
     dataset: Dataset,
     population: Population,
     *,
@@ -565,11 +257,13 @@ def train_population(
     """Train a population; evaluate on ``eval_steps``; return everything measured.
 
     Args:
+      cfg: the job's :class:`ib_jax.config.Config` (its noise grid and seeds are ignored:
+        ``population`` gives the members).
       evals_per_chunk: evaluation points per compiled call (default: all in one).
         Smaller chunks let ``callback(steps_done, states, chunk_metrics)`` report
         progress or checkpoint between calls; each chunk is one jitted program.
     """
-    trainer = trainer or Trainer(model_cfg, cfg, dataset)
+    trainer = trainer or Trainer(cfg, dataset)
     steps = eval_steps(cfg.steps, cfg.n_evals, cfg.eval_schedule)
     gaps = np.diff(np.concatenate([[0], steps]))
     k = evals_per_chunk or len(gaps)
@@ -592,6 +286,5 @@ def train_population(
         diverged=np.asarray(states.diverged),
         diverged_step=np.asarray(states.diverged_step),
         state=states,
-        layer_names=layer_names(model_cfg, cfg.estimators.include_output),
+        layer_names=trainer.layer_names,
     )
-

@@ -1,0 +1,193 @@
+"""Evaluation of one member: losses, gaps, and every selected estimator via the registry.
+
+An estimator is a function ``compute(ctx, cfg) -> {quantity: (L,) array}`` registered with
+:func:`register_estimator`; its quantities are recorded as ``{name}/{quantity}/{layer}``.
+``ctx`` (:class:`EvalContext`) holds the member's layers on the information set, padded to
+one stack so an estimator can ``vmap`` over layers (one copy of its code to compile), the
+labels, and the member's network for estimators that re-run it (weight-noise channel,
+noisy-network sample propagation). ``cfg`` is the job's :class:`ib_jax.config.Config`.
+
+Adding an estimator is one function plus one registration::
+
+    def mean_abs(ctx, cfg):
+        total = jnp.abs(ctx.stacked).sum(axis=(1, 2))          # padded units are zero
+        return {"mean_abs": total / (ctx.dims * ctx.n)}
+    register_estimator("mean_abs", mean_abs)               # estimator.names=[binning,mean_abs]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ib_jax import estimators as E
+from ib_jax import noise as N
+from ib_jax.gradient_stats import gradient_noise_stats
+from ib_jax.registry import ESTIMATORS
+from ib_jax.step import Step, TrainState, xent
+
+__all__ = ["EvalContext", "Estimator", "register_estimator", "make_evaluate"]
+
+
+class EvalContext(NamedTuple):
+    """What an estimator sees for one member at one evaluation.
+
+    Attributes:
+      layers: the representations T, each ``(n, d_l)`` float32 (hidden layers, then the
+        softmax output when ``estimator.include_output``).
+      stacked: ``(L, n, d_max)`` the layers zero-padded to one width; ``mask`` ``(L, d_max)``
+        marks real units; ``dims`` ``(L,)`` float32 their widths.
+      x, y: the information set's inputs and labels ``(n,)``; ``n`` its size.
+      n_classes: number of labels.
+      apply: ``(params, x, key=None, centers=False) -> layers`` the member's network in
+        evaluation mode (``key`` draws layer noise; ``centers`` returns S_l = f_l(T_{l-1})
+        before a noisy network adds its noise).
+      params: the member's parameters.
+      key: a PRNG key fresh to this member and evaluation.
+    """
+
+    layers: list
+    stacked: jax.Array
+    mask: jax.Array
+    dims: jax.Array
+    x: jax.Array
+    y: jax.Array
+    n: int
+    n_classes: int
+    apply: Callable[..., list]
+    params: Any
+    key: jax.Array
+
+
+class Estimator(NamedTuple):
+    """``compute(ctx, cfg) -> {quantity: (L,)}``; ``check(cfg, n_info)`` raises ``ValueError``
+    naming the key for settings it cannot use (run before any compute), or None."""
+
+    compute: Callable[[EvalContext, Any], dict]
+    check: Callable[[Any, int], None] | None = None
+
+
+def register_estimator(name: str, compute, check=None, *, overwrite: bool = False) -> Estimator:
+    est = Estimator(compute, check)
+    ESTIMATORS.register(name, est, overwrite=overwrite)
+    return est
+
+
+# ----------------------------------------------------------------------- built-ins
+
+
+def _binning(method: str, fixed_range: bool):
+    def compute(ctx: EvalContext, cfg):
+        e = cfg.estimator
+        lo, hi = (e.lo, e.hi) if fixed_range else (None, None)
+        b = jax.vmap(lambda t, m: E.binned_information(t, ctx.y, n_classes=ctx.n_classes, n_bins=e.n_bins, lo=lo, hi=hi,
+                                                       method=method, unit_mask=m))(ctx.stacked, ctx.mask)
+        return {q: b[q] for q in ("i_xt", "i_ty", "h_x_given_t")}
+
+    return compute
+
+
+def _knn(ctx: EvalContext, cfg):
+    k = cfg.estimator.knn_k
+    return {
+        "h_t": jax.vmap(lambda t, d: E.knn_entropy(t, k=k, dim=d))(ctx.stacked, ctx.dims),
+        "i_ty": jax.vmap(lambda t: E.knn_mutual_information_discrete(t, ctx.y, k=k))(ctx.stacked),
+    }
+
+
+def _knn_check(cfg, n_info: int) -> None:
+    if not 1 <= cfg.estimator.knn_k < n_info:
+        raise ValueError(f"estimator.knn_k={cfg.estimator.knn_k} must be in [1, n) (the {n_info} rows of the information set)")
+
+
+def _kde(ctx: EvalContext, cfg):
+    v = cfg.estimator.kde_noise_var
+    lo, hi = jax.vmap(lambda t: E.kde_mutual_information_x_bounds(t, v))(ctx.stacked)
+    _, i_ty = jax.vmap(lambda t: E.kde_mutual_information_y(t, ctx.y, v))(ctx.stacked)
+    return {"i_xt_lower": lo, "i_xt": hi, "h_x_given_t": jnp.log2(jnp.float32(ctx.n)) - hi, "i_ty": i_ty}
+
+
+def _kde_check(cfg, n_info: int) -> None:
+    if not cfg.estimator.kde_noise_var > 0:
+        raise ValueError(f"estimator.kde_noise_var must be > 0, got {cfg.estimator.kde_noise_var}")
+
+
+def _channel(ctx: EvalContext, cfg):
+    e = cfg.estimator
+    ch = E.noise_channel_information(lambda p, x: ctx.apply(p, x), ctx.params, ctx.x[: e.channel_n], snr=e.channel_snr,
+                                     key=ctx.key, n_samples=e.channel_samples, kernel_var=e.channel_kernel_var)
+    return {"i_xt": jnp.stack([c["i_xt"] for c in ch]), "h_x_given_t": jnp.stack([c["h_x_given_t"] for c in ch])}
+
+
+def _channel_check(cfg, n_info: int) -> None:
+    e = cfg.estimator
+    if not e.channel_snr > 0 or e.channel_samples < 2 or not e.channel_kernel_var > 0 or e.channel_n < 2:
+        raise ValueError("estimator.channel_snr and channel_kernel_var must be > 0, channel_samples >= 2, channel_n >= 2; "
+                         f"got {e.channel_snr}, {e.channel_kernel_var}, {e.channel_samples}, {e.channel_n}")
+
+
+register_estimator("binning", _binning("uniform", True))
+register_estimator("binning_quantile", _binning("quantile", False))
+register_estimator("knn", _knn, _knn_check)
+register_estimator("kde", _kde, _kde_check)
+register_estimator("channel", _channel, _channel_check)
+
+
+# ----------------------------------------------------------------------- evaluation
+
+
+def make_evaluate(step: Step, cfg, batch_size: int) -> Callable[[TrainState, dict], dict]:
+    """``evaluate(state, data) -> {metric: scalar or (L,)}`` for one member (vmap it).
+
+    ``data`` holds ``x_train, y_train, x_test, y_test`` (losses, gaps), ``x_info, y_info``
+    (the information set) and ``x_probe, y_probe`` (SGD's own gradient noise). A diverged
+    member's metrics are NaN from the step it diverged.
+    """
+    est_cfg = cfg.estimator
+    entries = [(name, ESTIMATORS.get(name)) for name in est_cfg.names]
+
+    def layers_of(params, batch_stats, x, key=None, centers=False):
+        logits, hidden, _ = step.apply(params, batch_stats, x, train=False, key=key, centers=centers)
+        return [h.astype(jnp.float32) for h in hidden] + ([jax.nn.softmax(logits)] if est_cfg.include_output else [])
+
+    def evaluate(state: TrainState, data) -> dict:
+        out = {}
+        key = jax.random.fold_in(jax.random.fold_in(state.dropout_key, 0x5EED), state.step)
+        k_eval, k_est = jax.random.split(key)
+        for split in ("train", "test"):
+            logits, _, _ = step.apply(state.params, state.batch_stats, data[f"x_{split}"], train=False, key=k_eval)
+            out[f"{split}_loss"] = xent(logits, data[f"y_{split}"])
+            out[f"{split}_accuracy"] = jnp.mean(jnp.argmax(logits, -1) == data[f"y_{split}"])
+        out["gap_loss"] = out["test_loss"] - out["train_loss"]
+        out["gap_accuracy"] = out["train_accuracy"] - out["test_accuracy"]
+        if entries:
+            layers = layers_of(state.params, state.batch_stats, data["x_info"], k_eval)
+            stacked, mask = E.pad_layers(layers)
+            ctx = EvalContext(
+                layers=layers, stacked=stacked, mask=mask, dims=jnp.asarray([t.shape[-1] for t in layers], jnp.float32),
+                x=data["x_info"], y=data["y_info"], n=data["y_info"].shape[0], n_classes=step.n_classes,
+                apply=lambda p, x, key=None, centers=False: layers_of(p, state.batch_stats, x, key, centers),
+                params=state.params, key=k_est,
+            )
+            for name, entry in entries:
+                for q, v in entry.compute(ctx, cfg).items():
+                    out[f"{name}/{q}"] = v
+        diags = N.diagnostics(state.opt_state)
+        if diags:
+            out["noise_realized_snr"] = diags[0].realized_snr
+            out["noise_angle"] = diags[0].angle
+        if cfg.probe_size > 0:
+            from ib_jax.gradient_stats import per_example_grads
+
+            g = per_example_grads(step.example_loss, state.params, data["x_probe"], data["y_probe"])
+            stats = gradient_noise_stats(g, batch_size)
+            out["sgd_snr"] = stats["snr_b"]
+            out["grad_noise_scale"] = stats["b_simple"]
+        out = {k: jnp.where(state.diverged, jnp.nan, jnp.asarray(v).astype(jnp.float32)) for k, v in out.items()}
+        out["step"] = state.step
+        return out
+
+    return evaluate
