@@ -190,6 +190,10 @@ class Config:
     resume: bool = True  # relaunching the same command continues from the last checkpoint
     compile_cache: bool = True  # JAX's persistent compilation cache under paths.compile_cache_dir
     diverge_factor: float = 1e6  # a finite train loss above this x the member's first loss counts as diverged
+    # gradient-noise diagnostics on the probe set at each evaluation (probe_size > 0):
+    # tail_index (Simsekli et al.), curvature (Tr(H Sigma), B_noise), layer_grads (per-layer mean/std/SNR)
+    diagnostics: tuple[str, ...] = ("tail_index", "curvature", "layer_grads")
+    curvature_probes: int = 8  # Hutchinson probes for Tr(H Sigma) (0: exact, one HVP per probe example)
 
     def __post_init__(self):
         _tuples(self)
@@ -338,6 +342,11 @@ def validate(cfg, *, load_data: bool = True) -> Built:
         raise ValueError(f"probe_size must be >= 0, got {c.probe_size}")
     if not c.diverge_factor > 1:
         raise ValueError(f"diverge_factor must be > 1 (inf: only NaN/inf losses diverge), got {c.diverge_factor}")
+    unknown = sorted(set(c.diagnostics) - {"tail_index", "curvature", "layer_grads"})
+    if unknown:
+        raise ValueError(f"diagnostics: unknown {unknown}; expected some of ['curvature', 'layer_grads', 'tail_index']")
+    if c.curvature_probes < 0:
+        raise ValueError(f"curvature_probes must be >= 0 (0 = exact), got {c.curvature_probes}")
     if c.eval_schedule not in ("log", "linear"):
         raise ValueError(f"eval_schedule must be 'log' or 'linear', got {c.eval_schedule!r}")
 

@@ -139,6 +139,35 @@ register_estimator("channel", _channel, _channel_check)
 # ----------------------------------------------------------------------- evaluation
 
 
+def _gradient_diagnostics(step: Step, cfg, state: TrainState, data, batch_size: int, key) -> dict:
+    """SGD's own gradient noise on the probe set (m examples, the data distribution):
+    SNR_B and B_simple always; with ``diagnostics``: the tail index of the centred
+    per-example gradients (Simsekli et al. 2019), Tr(H Sigma) and B_noise (Zhu et al. 2019;
+    McCandlish et al. 2018), and per layer the gradient mean norm, std and SNR at batch B."""
+    from ib_jax import gradient_stats as G
+
+    x, y = data["x_probe"], data["y_probe"]
+    g = G.per_example_grads(step.example_loss, state.params, x, y)
+    stats = gradient_noise_stats(g, batch_size)
+    out = {"sgd_snr": stats["snr_b"], "grad_noise_scale": stats["b_simple"]}
+    diags = cfg.diagnostics
+    if "tail_index" in diags:
+        # each centred per-example gradient is one multivariate sample (|.| its norm): coordinates
+        # of very different scales pooled as scalars would read as heavy tails by themselves
+        centred = jnp.concatenate([(a - a.mean(axis=0, keepdims=True)).reshape(a.shape[0], -1) for a in jax.tree.leaves(g)], axis=1)
+        out["tail_index"] = G.tail_index(centred, vectors=True)
+    if "curvature" in diags:
+        c = G.curvature_noise_stats(step.example_loss, state.params, x, y, key, cfg.curvature_probes or None)
+        out["trace_h_sigma"] = c["trace_h_sigma"]
+        out["b_noise"] = c["b_noise"]
+    if "layer_grads" in diags:
+        for layer, st in G.layer_gradient_stats(g, batch_size=batch_size, kernel_only=True).items():
+            name = layer.rsplit("/", 1)[-1]
+            for q in ("mean_norm", "std", "snr"):
+                out[f"grad_{q}/{name}"] = st[q]
+    return out
+
+
 def make_evaluate(step: Step, cfg, batch_size: int) -> Callable[[TrainState, dict], dict]:
     """``evaluate(state, data) -> {metric: scalar or (L,)}`` for one member (vmap it).
 
@@ -180,12 +209,7 @@ def make_evaluate(step: Step, cfg, batch_size: int) -> Callable[[TrainState, dic
             out["noise_realized_snr"] = diags[0].realized_snr
             out["noise_angle"] = diags[0].angle
         if cfg.probe_size > 0:
-            from ib_jax.gradient_stats import per_example_grads
-
-            g = per_example_grads(step.example_loss, state.params, data["x_probe"], data["y_probe"])
-            stats = gradient_noise_stats(g, batch_size)
-            out["sgd_snr"] = stats["snr_b"]
-            out["grad_noise_scale"] = stats["b_simple"]
+            out.update(_gradient_diagnostics(step, cfg, state, data, batch_size, k_est))
         out = {k: jnp.where(state.diverged, jnp.nan, jnp.asarray(v).astype(jnp.float32)) for k, v in out.items()}
         out["step"] = state.step
         return out

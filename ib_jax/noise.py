@@ -25,7 +25,10 @@ Conventions shared by all transforms
 * **Diagnostics**: the state records what the last step did: the realized SNR
   ``||g||^2 / ||out - g||^2`` (``inf`` when nothing was added) and the angle
   between ``g`` and ``out`` in radians, both over the whole pytree whatever the
-  ``scope``. :func:`diagnostics` finds them inside any chain.
+  ``scope``. :func:`diagnostics` finds them inside any chain. (The one
+  exception is :func:`heavy_tailed`, whose noise power is infinite for
+  ``alpha < 2``: its realized SNR is measured on the *scale* convention, for
+  every alpha, see there.)
 * **Populations**: ``jax.vmap(tx.init)`` over a population copies the single key
   given at construction into every member, so all members would draw the same
   noise. Use :func:`population_init` (or :func:`reseed` after your own vmapped
@@ -51,6 +54,10 @@ __all__ = [
     "cone",
     "fixed",
     "sgd_shaped",
+    "heavy_tailed",
+    "anticorrelated",
+    "AnticorrelatedState",
+    "symmetric_stable",
     "diagnostics",
     "reseed",
     "population_init",
@@ -69,7 +76,8 @@ class NoiseState(NamedTuple):
     Attributes:
       count: int32 scalar, number of updates seen (drives schedules).
       key: typed PRNG key for the next draw.
-      realized_snr: float32 scalar, ``||g||^2 / ||out - g||^2`` of the last step.
+      realized_snr: float32 scalar, ``||g||^2 / ||out - g||^2`` of the last step
+        (:func:`heavy_tailed`: the scale-convention estimate described there).
       angle: float32 scalar, angle between ``g`` and ``out`` of the last step
         (radians).
     """
@@ -226,11 +234,16 @@ def _make_transform(
     *,
     passthrough_at_inf: bool = True,
     finalize: Callable[[list[jax.Array], list[jax.Array]], list[jax.Array]] | None = None,
+    group_log_snr: Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]] | None = None,
 ) -> optax.GradientTransformation:
     """Shared skeleton: resolve the level, split keys per group, add noise.
 
     ``draw(g_group, level, key) -> noise_group`` returns float32 noise for one
     group of leaves (a whole pytree, or one leaf with ``scope='per_leaf'``).
+    ``group_log_snr(g_group, noise_group, level) -> (log_snr_k, weight_k)``, when
+    given, replaces the realized power ratio (for noise without a finite power):
+    the realized SNR is then exp(sum_k weight_k log_snr_k / sum_k weight_k), inf
+    when every weight is 0 (nothing added).
     """
     key = _canonicalize_key(key)
 
@@ -249,9 +262,16 @@ def _make_transform(
         sizes = [math.prod(x.shape) for x in leaves]
         offsets = np.cumsum([0] + sizes)
         out_parts = []
+        log_snr_sum = jnp.zeros([], jnp.float32)
+        weight_sum = jnp.zeros([], jnp.float32)
         for gi, idx in enumerate(groups):
             g = g_flat[offsets[idx[0]] : offsets[idx[-1] + 1]]
-            o = g + draw([g], value, group_keys[gi])[0]
+            n = draw([g], value, group_keys[gi])[0]
+            if group_log_snr is not None:
+                log_snr_k, weight_k = group_log_snr(g, n, value)
+                log_snr_sum = log_snr_sum + jnp.where(weight_k > 0, weight_k * log_snr_k, 0.0)
+                weight_sum = weight_sum + weight_k
+            o = g + n
             if finalize is not None:
                 o = finalize([g], [o])[0]
             out_parts.append(o)
@@ -263,6 +283,10 @@ def _make_transform(
             out = [jnp.where(no_noise, x, o) for x, o in zip(leaves, out)]
             o_flat = jnp.where(no_noise, g_flat, o_flat)
         snr, angle = _realized([g_flat], [o_flat])
+        if group_log_snr is not None:
+            snr = jnp.where(weight_sum > 0, jnp.exp(log_snr_sum / _safe(weight_sum)), jnp.inf)
+            if passthrough_at_inf:
+                snr = jnp.where(no_noise, jnp.inf, snr)
         new_state = NoiseState(
             count=optax.safe_increment(state.count),
             key=next_key,
@@ -493,12 +517,274 @@ def sgd_shaped(snr: optax.ScalarOrSchedule, key: Any) -> optax.GradientTransform
 
 
 # ---------------------------------------------------------------------------
+# heavy-tailed (alpha-stable) noise
+# ---------------------------------------------------------------------------
+
+# float32(pi/2) rounds *above* pi/2 (cos of it is negative); the largest float32 below pi/2
+_HALF_PI_BELOW = float(np.nextafter(np.float32(np.pi / 2), np.float32(0)))
+_EULER = 0.5772156649015329  # Euler-Mascheroni constant
+
+
+def _check_alpha(alpha: Any) -> None:
+    """0 < alpha <= 2 for values known at construction; traced (vmapped) alphas pass."""
+    try:
+        arr = np.asarray(alpha, dtype=np.float64)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"alpha must be a number in (0, 2], got {alpha!r}") from e
+    if np.isnan(arr).any() or (arr <= 0).any() or (arr > 2).any():
+        raise ValueError(f"alpha must be in (0, 2] (the stable tail index), got {alpha!r}")
+
+
+def symmetric_stable(key: jax.Array, alpha: Any, shape: tuple[int, ...]) -> jax.Array:
+    """IID standard symmetric alpha-stable float32 draws, E exp(iuS) = exp(-|u|^alpha).
+
+    Chambers, Mallows & Stuck (1976), skewness 0: with V ~ U(-pi/2, pi/2) and
+    W ~ Exp(1) independent::
+
+        S = sin(alpha V) / cos(V)^(1/alpha) * (cos((1 - alpha) V) / W)^((1 - alpha) / alpha)
+
+    exact for every alpha in (0, 2]: alpha = 1 gives tan V (standard Cauchy),
+    alpha = 2 gives 2 sin(V) sqrt(W) ~ N(0, 2). Evaluated as sign(V) exp(log|S|)
+    so that no factor overflows on its own (for small alpha, cos(V)^(1/alpha)
+    underflows long before S does); only draws whose true value exceeds the
+    float32 range (possible for alpha below ~0.3) come out as +-inf.
+    ``alpha`` (in (0, 2]) may be a traced scalar.
+    """
+    _check_alpha(alpha)
+    alpha = jnp.asarray(alpha, jnp.float32)
+    k_v, k_w = jax.random.split(key)
+    v = (jax.random.uniform(k_v, shape, jnp.float32) - 0.5) * jnp.float32(np.pi)
+    v = jnp.clip(v, -_HALF_PI_BELOW, _HALF_PI_BELOW)
+    # u in [tiny, 1): W = -log u > 0, so log W is finite (alpha = 1 multiplies it by 0)
+    w = -jnp.log(jax.random.uniform(k_w, shape, jnp.float32, minval=np.finfo(np.float32).tiny))
+    inv = 1.0 / alpha
+    log_abs = (
+        jnp.log(jnp.abs(jnp.sin(alpha * v)))
+        - inv * jnp.log(jnp.cos(v))
+        + (1.0 - alpha) * inv * (jnp.log(jnp.cos((1.0 - alpha) * v)) - jnp.log(w))
+    )
+    return jnp.sign(v) * jnp.exp(log_abs)
+
+
+def _stable_log_snr(alpha: Any) -> Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
+    """``(g, xi, snr) -> (log snr_hat, D_nonzero)``: the scale-convention SNR of one group.
+
+    For xi_i = c S_i with S_i standard symmetric alpha-stable,
+    E log|S| = C_e (1/alpha - 1) (C_e Euler's constant; Zolotarev 1986, Kuruoglu
+    2001) and Var log|S| = (pi^2 / 12)(2 / alpha^2 + 1), so
+    log c_hat = mean_i log|xi_i| - C_e (1/alpha - 1) estimates log c without bias
+    and log snr_hat = log(||g||^2 / (2 D c_hat^2)) estimates log snr without
+    bias, standard error 2 sqrt(Var log|S| / D). Exact zeros (c = 0: nothing
+    added) are left out; the weight is the number of entries used.
+    """
+
+    def log_snr(g, xi, value):
+        del value
+        a = jnp.abs(xi.astype(jnp.float32))
+        nz = a > 0
+        k = jnp.sum(nz).astype(jnp.float32)
+        mean_log = jnp.sum(jnp.where(nz, jnp.log(jnp.where(nz, a, 1.0)), 0.0)) / jnp.maximum(k, 1.0)
+        log_c = mean_log - _EULER * (1.0 / jnp.asarray(alpha, jnp.float32) - 1.0)
+        g2 = _sqnorm([g])
+        out = jnp.log(_safe(g2)) - jnp.log(2.0 * xi.size) - 2.0 * log_c
+        return jnp.where(k > 0, out, 0.0), k
+
+    return log_snr
+
+
+def heavy_tailed(
+    snr: optax.ScalarOrSchedule,
+    key: Any,
+    *,
+    alpha: Any = 1.5,
+    scope: str = "global",
+) -> optax.GradientTransformation:
+    """Symmetric alpha-stable noise: the heavy-tailed gradient-noise model.
+
+    Simsekli, Sagun & Gurbuzbalaban (2019), "A tail-index analysis of stochastic
+    gradient noise in deep neural networks". Every coordinate gets::
+
+        xi_i = c S_i,   S_i iid standard symmetric alpha-stable,
+        E exp(i u S) = exp(-|u|^alpha),   c = ||g|| / sqrt(2 D snr)
+
+    drawn exactly (:func:`symmetric_stable`, Chambers-Mallows-Stuck). ``D`` and
+    ``||g||`` are over the whole pytree (``scope='global'``) or per leaf
+    (``scope='per_leaf'``, one c per leaf).
+
+    **What snr means.** At alpha = 2, S ~ N(0, 2), so xi ~ N(0, ||g||^2/(D snr) I):
+    the transform *is* :func:`isotropic` in distribution and snr is the power
+    ratio ||g||^2 / E||xi||^2. For alpha < 2, E S^2 = inf: the noise has no
+    power, and snr is a **scale** ratio, snr = ||g||^2 / (2 D c^2), the power SNR
+    that Gaussian noise of the same scale c would have. Lower alpha = heavier
+    tails at the same scale (alpha = 1: Cauchy).
+
+    **Realized SNR** (:func:`diagnostics`) is on the same scale convention, for
+    every alpha: ||g||^2 / (2 D c_hat^2), with c_hat the log-moment estimate
+    of the scale of the noise drawn, log c_hat = mean_i log|xi_i| - C_e (1/alpha - 1)
+    (C_e Euler's constant; E log|S| = C_e (1/alpha - 1)); with
+    ``scope='per_leaf'`` the per-leaf values are averaged in log, weighted by
+    leaf size. Its log is unbiased for log snr with standard error
+    2 sqrt((pi^2/12)(2/alpha^2 + 1) / D). (The power ratio
+    ||g||^2/||xi||^2 would be meaningless for alpha < 2: it falls like
+    D^(1 - 2/alpha) as the model grows.) The recorded angle is the actual angle
+    between g and g + xi.
+
+    ``alpha`` may be a jax array, e.g. traced under ``vmap`` over a grid of
+    tail indices; only values known at construction are checked. For alpha
+    below ~0.3 single draws can exceed the float32 range (see
+    :func:`symmetric_stable`). Zero gradient and snr = inf add nothing.
+
+    Args:
+      snr: scale SNR > 0 (power SNR at alpha = 2): float, array or schedule; inf = off.
+      key: int seed or PRNG key.
+      alpha: tail index in (0, 2].
+      scope: ``'global'`` or ``'per_leaf'``.
+    """
+    _check_level(snr, "snr", allow_zero=False)
+    _check_alpha(alpha)
+    _check_choice(scope, "scope", SCOPES)
+
+    def draw(g, value, key):
+        sizes = [math.prod(x.shape) for x in g]
+        d = sum(sizes)
+        c = jnp.sqrt(_sqnorm(g) / (2.0 * d * value))
+        s = symmetric_stable(key, alpha, (d,))
+        # c = 0 (zero gradient, snr = inf) must give exact zeros even where S is +-inf
+        flat = jnp.where(c > 0, c * s, 0.0)
+        out, start = [], 0
+        for x, size in zip(g, sizes):
+            out.append(flat[start : start + size].reshape(x.shape))
+            start += size
+        return out
+
+    return _make_transform(draw, snr, key, scope, group_log_snr=_stable_log_snr(alpha))
+
+
+# ---------------------------------------------------------------------------
+# anti-correlated (Anti-PGD) noise
+# ---------------------------------------------------------------------------
+
+
+class AnticorrelatedState(NamedTuple):
+    """State of :func:`anticorrelated`: :class:`NoiseState`'s fields plus z_{t-1}.
+
+    Attributes:
+      count, key, realized_snr, angle: as in :class:`NoiseState`.
+      z_prev: float32 pytree shaped like the params, the previous standard
+        normal draw z_{t-1} (z_{-1} drawn at ``init``).
+    """
+
+    count: jax.Array
+    key: jax.Array
+    realized_snr: jax.Array
+    angle: jax.Array
+    z_prev: Any
+
+
+def _fresh_anticorrelated(key: jax.Array, like: Any) -> tuple[jax.Array, Any]:
+    """(state key, z_{-1} ~ N(0, I) shaped like ``like``) from one key.
+
+    Used by ``init`` and by :func:`reseed`, so a re-keyed population member gets
+    its own z_{-1} too.
+    """
+    k_state, k_z = jax.random.split(key)
+    leaves, treedef = jax.tree.flatten(like)
+    z = _normal_like(k_z, leaves)
+    return k_state, jax.tree.unflatten(treedef, z)
+
+
+def anticorrelated(snr: optax.ScalarOrSchedule, key: Any, *, scope: str = "global") -> optax.GradientTransformation:
+    """Anti-correlated perturbations (Anti-PGD) at a given power SNR.
+
+    Orvieto, Kersting, Proske, Bach & Lucchi (2022), "Anticorrelated noise
+    injection for improved generalization"::
+
+        n_t = s_t (z_t - z_{t-1}),   z_t iid N(0, I_D),   s_t^2 = ||g_t||^2 / (2 D snr_t)
+
+    so E||n_t||^2 = ||g_t||^2 / snr_t (the :func:`isotropic` power convention)
+    and consecutive perturbations are anti-correlated: per coordinate
+    corr(n_t, n_{t-1}) = -1/2 and corr(n_t, n_{t-k}) = 0 for k >= 2. With a
+    constant s the sum telescopes, sum_{t<T} n_t = s (z_{T-1} - z_{-1}): the
+    accumulated perturbation stays O(s sqrt(D)) instead of growing like a
+    random walk's s sqrt(2 D T). When s_t varies (it follows ||g_t||) the sum
+    is s_t-weighted and telescopes only approximately; the form keeps the
+    per-step SNR exact, which is what the SNR grid compares. Orvieto et al.
+    perturb the *iterate*; placed after the optimizer (update position) with
+    SGD this is their Anti-PGD, placed first it perturbs the gradient.
+
+    The state (:class:`AnticorrelatedState`) carries z_{t-1} (a float32 pytree
+    like the params; z_{-1} is drawn at ``init``). ``scope='per_leaf'`` uses one
+    s per leaf. Zero gradient and snr = inf add nothing (z still advances).
+    :func:`diagnostics`, :func:`reseed` and :func:`population_init` know this
+    state; reseeding redraws z_{-1} from the new key.
+
+    Args:
+      snr: power SNR > 0 (float, array, or schedule ``count -> snr``); inf = off.
+      key: int seed or PRNG key.
+      scope: ``'global'`` or ``'per_leaf'``.
+    """
+    _check_level(snr, "snr", allow_zero=False)
+    _check_choice(scope, "scope", SCOPES)
+    key = _canonicalize_key(key)
+
+    def init_fn(params):
+        k_state, z_prev = _fresh_anticorrelated(key, params)
+        return AnticorrelatedState(
+            count=jnp.zeros([], jnp.int32),
+            key=k_state,
+            realized_snr=jnp.asarray(jnp.inf, jnp.float32),
+            angle=jnp.zeros([], jnp.float32),
+            z_prev=z_prev,
+        )
+
+    def update_fn(updates, state, params=None):
+        del params
+        value = _resolve(snr, state.count)
+        leaves, treedef = jax.tree.flatten(updates)
+        z_leaves, z_treedef = jax.tree.flatten(state.z_prev)
+        next_key, sample_key = jax.random.split(state.key)
+        g_flat = _ravel(leaves)
+        z_prev = _ravel(z_leaves)
+        z_new = jax.random.normal(sample_key, g_flat.shape, jnp.float32)
+        dz = z_new - z_prev
+        sizes = [math.prod(x.shape) for x in leaves]
+        offsets = np.cumsum([0] + sizes)
+        parts = []
+        for idx in _groups(len(leaves), scope):
+            lo, hi = offsets[idx[0]], offsets[idx[-1] + 1]
+            g = g_flat[lo:hi]
+            s = jnp.sqrt(_sqnorm([g]) / (2.0 * (hi - lo) * value))
+            parts.append(g + s * dz[lo:hi])
+        o_flat = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+        no_noise = jnp.isinf(value) & (value > 0)
+        o_flat = jnp.where(no_noise, g_flat, o_flat)
+        out = [
+            jnp.where(no_noise, x, o_flat[offsets[i] : offsets[i + 1]].reshape(x.shape).astype(x.dtype))
+            for i, x in enumerate(leaves)
+        ]
+        realized, angle = _realized([g_flat], [o_flat])
+        z_out = [z_new[offsets[i] : offsets[i + 1]].reshape(z.shape) for i, z in enumerate(z_leaves)]
+        new_state = AnticorrelatedState(
+            count=optax.safe_increment(state.count),
+            key=next_key,
+            realized_snr=realized,
+            angle=angle,
+            z_prev=jax.tree.unflatten(z_treedef, z_out),
+        )
+        return jax.tree.unflatten(treedef, out), new_state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+# ---------------------------------------------------------------------------
 # finding and re-keying noise states inside any optimizer state
 # ---------------------------------------------------------------------------
 
 
 def _is_noise_state(x: Any) -> bool:
-    return isinstance(x, NoiseState)
+    return isinstance(x, (NoiseState, AnticorrelatedState))
 
 
 def _noise_states(opt_state: Any) -> list[NoiseState]:
@@ -519,7 +805,8 @@ def reseed(opt_state: Any, key: Any) -> Any:
     """Replace the key of every noise transform in ``opt_state``.
 
     The i-th noise state found gets ``fold_in(key, i)``, so two noise transforms
-    in one chain stay independent. Use it per member, under ``vmap``::
+    in one chain stay independent (an :class:`AnticorrelatedState` also redraws
+    its z_{-1} from that key). Use it per member, under ``vmap``::
 
         states = jax.vmap(reseed)(jax.vmap(tx.init)(params), member_keys)
     """
@@ -527,6 +814,9 @@ def reseed(opt_state: Any, key: Any) -> Any:
     counter = iter(range(1 << 30))
 
     def swap(x):
+        if isinstance(x, AnticorrelatedState):
+            k_state, z_prev = _fresh_anticorrelated(jax.random.fold_in(key, next(counter)), x.z_prev)
+            return x._replace(key=k_state, z_prev=z_prev)
         if _is_noise_state(x):
             return x._replace(key=jax.random.fold_in(key, next(counter)))
         return x

@@ -101,3 +101,42 @@ register_noise(
     total_noise="sigma",
 )
 register_noise("sgd_shaped", lambda level, key, cfg: N.sgd_shaped(level, key), per_example_grads=True)
+
+
+def _check_alpha(cfg) -> None:
+    _check_scope(cfg)
+    if not (isinstance(cfg.alpha, (int, float)) and 0.0 < cfg.alpha <= 2.0):
+        raise ValueError(f"noise.alpha must be in (0, 2] (2 = Gaussian), got {cfg.alpha}")
+
+
+def _check_variant(cfg) -> None:
+    from ib_jax.batch_noise import WEIGHT_VARIANTS
+
+    if cfg.variant not in WEIGHT_VARIANTS:
+        raise ValueError(f"noise.variant must be one of {WEIGHT_VARIANTS}, got {cfg.variant!r}")
+
+
+def _multiplicative(key, y, level, n_classes, cfg):
+    from ib_jax.batch_noise import multiplicative_weights
+
+    return y, multiplicative_weights(key, y.shape[0], level, variant=cfg.variant)
+
+
+def _label(key, y, p, n_classes, cfg):
+    from ib_jax.batch_noise import label_noise
+
+    return label_noise(key, y, p, n_classes), None
+
+
+# Simsekli et al. 2019: symmetric alpha-stable, c = ||g|| / sqrt(2 D snr); for alpha < 2 snr is a scale ratio
+register_noise("heavy_tailed", lambda level, key, cfg: N.heavy_tailed(level, key, alpha=cfg.alpha, scope=cfg.scope), check=_check_alpha)
+# Orvieto et al. 2022 (Anti-PGD): n_t = s_t (z_t - z_{t-1}), E||n_t||^2 = ||g||^2 / snr
+register_noise("anticorrelated", lambda level, key, cfg: N.anticorrelated(level, key, scope=cfg.scope), check=_check_scope)
+# Wu et al. 2020: loss mean_i w_i l_i, E w = 1, Var w = 1/snr (the weights' power SNR)
+register_noise("multiplicative", None, batch=_multiplicative, check=_check_variant)
+# Blanc et al. 2020 / Damian et al. 2021: each label replaced with probability p by another class
+register_noise(
+    "label", None, batch=_label, level_name="p",
+    level_doc="must be a replacement probability p in [0, 1] (0 = clean labels)",
+    valid_level=lambda v: 0.0 <= v <= 1.0,
+)

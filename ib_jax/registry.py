@@ -100,12 +100,22 @@ def load_plugins(modules) -> list[str]:
             if str(m).endswith(".py"):
                 path = os.path.abspath(os.path.expanduser(m))
                 name = "ib_jax_plugin_" + os.path.splitext(os.path.basename(path))[0]
+                prev = sys.modules.get(name)
+                if prev is not None and getattr(prev, "__file__", None) == path:
+                    # imported once, like `import`: the CLI loads plug-ins before hydra composes
+                    # and validate() loads them again; re-running it would re-register its entries
+                    loaded.append(str(m))
+                    continue
                 spec = importlib.util.spec_from_file_location(name, path)
                 if spec is None or not os.path.exists(path):
                     raise FileNotFoundError(path)
                 mod = importlib.util.module_from_spec(spec)
                 sys.modules[name] = mod
-                spec.loader.exec_module(mod)
+                try:
+                    spec.loader.exec_module(mod)
+                except BaseException:
+                    sys.modules.pop(name, None)  # a failed import is retried, not half-registered
+                    raise
             else:
                 if os.getcwd() not in sys.path:
                     sys.path.insert(0, os.getcwd())

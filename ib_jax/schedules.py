@@ -21,6 +21,8 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
+from ib_jax.registry import SCHEDULES
+
 __all__ = [
     "constant",
     "linear",
@@ -30,6 +32,7 @@ __all__ = [
     "warmup",
     "anneal",
     "from_config",
+    "build",
     "KINDS",
 ]
 
@@ -98,7 +101,7 @@ def anneal(eta: float, gamma: float = 0.55) -> optax.Schedule:
     return schedule
 
 
-KINDS = {
+for _name, _fn in {
     "constant": constant,
     "linear": linear,
     "cosine": cosine,
@@ -106,7 +109,9 @@ KINDS = {
     "piecewise": piecewise,
     "warmup": warmup,
     "anneal": anneal,
-}
+}.items():
+    SCHEDULES.register(_name, _fn)
+KINDS = SCHEDULES  # the registry (name -> builder); kept under its 0.1 name
 
 
 def from_config(cfg: Mapping[str, Any] | float | int) -> optax.Schedule:
@@ -118,9 +123,88 @@ def from_config(cfg: Mapping[str, Any] | float | int) -> optax.Schedule:
         return constant(float(cfg))
     cfg = dict(cfg)
     kind = cfg.pop("kind", None)
-    if kind not in KINDS:
-        raise ValueError(f"schedule.kind must be one of {sorted(KINDS)}, got {kind!r}")
+    builder = SCHEDULES.get(kind)
     try:
-        return KINDS[kind](**cfg)
+        return builder(**cfg)
     except TypeError as e:
-        raise ValueError(f"schedule.kind={kind!r}: bad arguments {sorted(cfg)}: {e}") from e
+        raise ValueError(f"schedule.params: bad arguments {sorted(cfg)} for schedule.kind={kind!r}: {e}") from e
+
+
+def build(conf, *, steps: int, level_name: str = "snr") -> optax.Schedule | None:
+    """The level multiplier ``count -> m_t`` of a job's ``schedule`` group (None: constant 1).
+
+    With ``conf.normalize == "total_noise"`` the shape is rescaled so that the summed noise
+    power over ``steps`` equals the constant schedule's at the same level
+    (:func:`normalize_total_noise`; counted as sum 1/snr_t, or sum sigma_t^2 for sigma kinds).
+    """
+    params = dict(conf.params)
+    if conf.kind == "constant" and not params:
+        if not conf.normalize or conf.normalize == "none":
+            return None
+        params = {"value": 1.0}  # the multiplier 1: normalizing it changes nothing
+    try:
+        shape = from_config({"kind": conf.kind, **params})
+    except ValueError as e:
+        if str(e).startswith("schedule."):
+            raise
+        raise ValueError(f"schedule.params: {e}") from e
+    if conf.normalize in (None, "", "none"):
+        return shape
+    if conf.normalize != "total_noise":
+        raise ValueError(f"schedule.normalize must be null or 'total_noise', got {conf.normalize!r}")
+    if level_name not in ("snr", "sigma"):
+        raise ValueError(f"schedule.normalize=total_noise is defined for SNR and sigma levels, not {level_name!r}")
+    return normalize_total_noise(shape, steps, kind=level_name)
+
+
+def normalize_total_noise(schedule, steps: int, *, kind: str = "snr") -> optax.Schedule:
+    """Rescale a level schedule so that the run injects the constant schedule's total noise.
+
+    ``schedule`` is a multiplier ``count -> s_t`` (or a number) on a level: the
+    per-step level is ``level * s_t``. The returned schedule is ``t -> m s_t``
+    with the constant ``m`` chosen so that, for any level, the summed noise power
+    over ``t = 0 .. steps - 1`` equals that of the constant schedule ``s_t = 1``:
+
+    * ``kind='snr'`` (power SNR levels; noise power ~ 1/snr):
+      sum_t 1 / (level m s_t) = steps / level  =>  m = mean_t(1 / s_t).
+      Steps with s_t = inf add no noise and count 0.
+    * ``kind='sigma'`` (absolute sigma levels; noise power ~ sigma^2):
+      sum_t (level m s_t)^2 = steps level^2  =>  m = 1 / sqrt(mean_t s_t^2).
+
+    So a warm-up, cosine or annealed schedule can be compared with constant
+    noise at equal total injected noise. ``s_t`` is evaluated (under
+    ``jax.vmap``) at ``count = 0 .. steps - 1``; it may return jax arrays, and
+    ``m`` is a float32 jax scalar. Values known at construction are checked:
+    an SNR multiplier must be > 0 (inf allowed) and not all inf; a sigma
+    multiplier >= 0, finite and not all 0.
+    """
+    import jax
+    import numpy as np
+
+    if kind not in ("snr", "sigma"):
+        raise ValueError(f"kind must be 'snr' or 'sigma', got {kind!r}")
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    shape = schedule if callable(schedule) else optax.constant_schedule(schedule)
+    values = jnp.asarray(jax.vmap(shape)(jnp.arange(steps, dtype=jnp.int32)), jnp.float32)
+    values = jnp.broadcast_to(values, (steps,))
+    if kind == "snr":
+        m = jnp.mean(1.0 / values)
+    else:
+        m = 1.0 / jnp.sqrt(jnp.mean(jnp.square(values)))
+    try:
+        v = np.asarray(values, np.float64)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        v = None  # built inside a trace: cannot be checked here
+    if v is not None:
+        if np.isnan(v).any():
+            raise ValueError(f"schedule gives NaN within the first steps={steps} counts")
+        if kind == "snr" and ((v <= 0).any() or np.isinf(v).all()):
+            raise ValueError("schedule: an SNR multiplier must be > 0 (inf = no noise) and not inf at every step")
+        if kind == "sigma" and ((v < 0).any() or np.isinf(v).any() or (v == 0).all()):
+            raise ValueError("schedule: a sigma multiplier must be finite, >= 0 and not 0 at every step")
+
+    def normalized(count):
+        return m * shape(count)
+
+    return normalized

@@ -21,6 +21,7 @@ import optax
 
 from ib_jax import models as M
 from ib_jax import noise as N
+from ib_jax import noise_kinds as _noise_kinds  # noqa: F401 - registers the built-in kinds the step looks up
 from ib_jax import schedules as S
 from ib_jax.gradient_stats import per_example_grads
 from ib_jax.registry import NOISE, OPTIMIZERS
