@@ -33,6 +33,7 @@ __all__ = [
     "anneal",
     "from_config",
     "build",
+    "normalize_total_noise",
     "KINDS",
 ]
 
