@@ -59,6 +59,7 @@ class DatasetConf:
     split_seed: int = 0
     num_samples: int = 4000  # mnist1d: rows generated
     download: bool = True  # image data sets: fetch the standard files once when absent and online
+    verify: bool = True  # image data sets: check the files' published MD5 checksums
 
     def __post_init__(self):
         _tuples(self)
@@ -76,6 +77,12 @@ class ModelConf:
     batch_norm: bool = False
     channels: tuple[int, ...] = (16, 16, 16)  # conv nets
     kernel_size: int = 5
+    dense: tuple[int, ...] = (512,)  # cnn2d: dense widths after the conv blocks
+    pool: str = "max"  # cnn2d: max | avg
+    width: float = 1.0  # resnet20: channel multiplier (16/32/64 x width)
+    blocks_per_stage: int = 3  # resnet20: 3 = ResNet-20
+    shortcut: str = "A"  # resnet20: A (parameter-free, as in He et al. for CIFAR) | B (1x1 conv)
+    record: str = "blocks"  # resnet20: hidden representations per block | per stage
     layer_noise: float = 0.0  # beta: T_l = f_l(T_{l-1}) + N(0, beta^2 I) in training and evaluation
     quantize_bits: int = 0  # k-bit activations (straight-through gradient); 0 = full precision
 
@@ -142,6 +149,12 @@ class EstimatorConf:
     channel_samples: int = 8
     channel_kernel_var: float = 0.01
     channel_n: int = 256
+    info_seed: int = 0  # the information set: n_info rows drawn once with this seed (all rows when n_info >= n)
+    # very wide layers (conv maps): what the estimators see of a layer with more than max_units units;
+    # random_units: a fixed seeded subset of units; channel_mean: per-channel spatial means; all: every unit
+    wide_policy: str = "random_units"
+    max_units: int = 1024
+    wide_seed: int = 0  # the same units for every member and evaluation
 
     def __post_init__(self):
         _tuples(self)
@@ -409,6 +422,8 @@ def validate(cfg, *, load_data: bool = True) -> Built:
         raise ValueError(f"estimator.lo/hi must both be null or lo < hi, got {e.lo}, {e.hi}")
     if e.n_info < 2:
         raise ValueError(f"estimator.n_info must be >= 2, got {e.n_info}")
+    if e.wide_policy not in ("all", "random_units", "channel_mean") or e.max_units < 1:
+        raise ValueError(f"estimator.wide_policy must be all | random_units | channel_mean and estimator.max_units >= 1, got {e.wide_policy!r}, {e.max_units}")
 
     if not load_data:
         return Built(config=c, population=None, dataset=None, levels=levels, noise_kind=nk)

@@ -1,4 +1,4 @@
-"""Data sets, generated or read locally: nothing is downloaded at run time.
+"""Data sets: generated, bundled, read from the user's files, or (image sets) downloaded once.
 
 Every loader returns a :class:`Dataset` of numpy arrays (float32 features,
 int32 labels) with a deterministic train/test split from ``seed`` and
@@ -17,6 +17,12 @@ int32 labels) with a deterministic train/test split from ``seed`` and
 * ``digits``: scikit-learn's bundled 8x8 digits (1,797 images).
 * ``npz``: a user's own file with arrays ``x``, ``y`` and optionally
   ``x_test``, ``y_test`` (then no split is made).
+* ``mnist``, ``fashion_mnist``, ``cifar10``: the standard distribution files
+  (:mod:`ib_jax.image_data`), read from ``paths.data_dir``; when absent and the
+  network is reachable they are downloaded once, checksum-verified, moved into
+  place atomically. Test suites build tiny files in the same formats.
+* ``idnns``: the original ``var_u.mat`` of Shwartz-Ziv & Tishby from
+  ``dataset.path`` (not ours to ship).
 """
 
 from __future__ import annotations
@@ -299,6 +305,35 @@ def _npz(cfg) -> Dataset:
     if not cfg.dataset.path:
         raise ValueError("dataset.path is required for dataset=npz (an .npz with arrays x, y and optionally x_test, y_test)")
     return from_npz(cfg.dataset.path, seed=cfg.dataset.split_seed, train_fraction=cfg.dataset.train_fraction)
+
+
+def _image(loader_name: str, name: str):
+    def load_images(cfg) -> Dataset:
+        from ib_jax import image_data
+
+        a = getattr(image_data, loader_name)(cfg.paths.data_dir, cache_dir=os.path.expanduser(cfg.paths.cache_dir),
+                                             download=cfg.dataset.download, verify=cfg.dataset.verify)
+        return Dataset(a.x_train, a.y_train, a.x_test, a.y_test, n_classes=a.n_classes, name=name)
+
+    return load_images
+
+
+# standard distribution files from paths.data_dir (or $IB_JAX_DATA_DIR, or <cache_dir>/data); downloaded
+# once with checksum verification when absent and online (dataset.download), else a message naming them
+DATASETS.register("mnist", _image("load_mnist", "mnist"))
+DATASETS.register("fashion_mnist", _image("load_fashion_mnist", "fashion_mnist"))
+DATASETS.register("cifar10", _image("load_cifar10", "cifar10"))
+
+
+@DATASETS.register("idnns")
+def _idnns(cfg) -> Dataset:
+    """The original 12-bit file of Shwartz-Ziv & Tishby (``var_u.mat``), from a path the user gives."""
+    from ib_jax import image_data
+
+    if not cfg.dataset.path:
+        raise ValueError("dataset.path is required for dataset=idnns: the original var_u.mat of Shwartz-Ziv & Tishby (not shipped)")
+    a = image_data.load_idnns(cfg.dataset.path, seed=cfg.dataset.split_seed, train_fraction=cfg.dataset.train_fraction)
+    return Dataset(a.x_train, a.y_train, a.x_test, a.y_test, n_classes=a.n_classes, name="idnns")
 
 
 def load(name: str, *, seed: int = 0, train_fraction: float | None = None, path: str | None = None, **kwargs) -> Dataset:

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from ib_jax import estimators as E
 from ib_jax import noise as N
 from ib_jax.gradient_stats import gradient_noise_stats
+from ib_jax.layer_features import reduce_hidden
 from ib_jax.registry import ESTIMATORS
 from ib_jax.step import Step, TrainState, xent
 
@@ -178,8 +179,14 @@ def make_evaluate(step: Step, cfg, batch_size: int) -> Callable[[TrainState, dic
     est_cfg = cfg.estimator
     entries = [(name, ESTIMATORS.get(name)) for name in est_cfg.names]
 
+    hc = getattr(step.model, "hidden_channels", None)
+    channels = hc() if callable(hc) else None
+
     def layers_of(params, batch_stats, x, key=None, centers=False):
         logits, hidden, _ = step.apply(params, batch_stats, x, train=False, key=key, centers=centers)
+        # wide layers (conv maps): the documented policy, the same units for every member and step
+        hidden = reduce_hidden([h.reshape(h.shape[0], -1) for h in hidden], est_cfg.wide_policy, est_cfg.max_units,
+                               est_cfg.wide_seed, channels=channels)
         return [h.astype(jnp.float32) for h in hidden] + ([jax.nn.softmax(logits)] if est_cfg.include_output else [])
 
     def evaluate(state: TrainState, data) -> dict:

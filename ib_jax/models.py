@@ -162,3 +162,28 @@ def build(cfg, n_classes: int) -> nn.Module:
     """A model from its config (:class:`ib_jax.config.ModelConf`) via the ``MODELS`` registry;
     raises ``ValueError`` naming a bad field."""
     return MODELS.get(cfg.kind)(cfg, n_classes)
+
+
+@MODELS.register("cnn2d")
+def build_cnn2d(cfg, n_classes: int) -> nn.Module:
+    """LeNet-style 2-D CNN (:class:`ib_jax.convnets.CNN2D`) for images ``(n, H, W, C)``."""
+    from ib_jax.convnets import CNN2D
+
+    _no_extras(cfg, "cnn2d")
+    if cfg.pool not in ("max", "avg"):
+        raise ValueError(f"model.pool must be 'max' or 'avg', got {cfg.pool!r}")
+    return CNN2D(channels=tuple(int(c) for c in cfg.channels), dense=tuple(int(d) for d in cfg.dense), kernel_size=cfg.kernel_size,
+                 pool=cfg.pool, **_common(cfg, n_classes))
+
+
+@MODELS.register("resnet20")
+def build_resnet20(cfg, n_classes: int) -> nn.Module:
+    """CIFAR ResNet-20 style network (:class:`ib_jax.convnets.ResNet20`)."""
+    from ib_jax.convnets import ResNet20
+
+    _no_extras(cfg, "resnet20")
+    if cfg.shortcut not in ("A", "B") or cfg.record not in ("blocks", "stages") or cfg.blocks_per_stage < 1 or not cfg.width > 0:
+        raise ValueError("model.shortcut must be A|B, model.record blocks|stages, model.blocks_per_stage >= 1, model.width > 0; "
+                         f"got {cfg.shortcut!r}, {cfg.record!r}, {cfg.blocks_per_stage}, {cfg.width}")
+    return ResNet20(width=float(cfg.width), blocks_per_stage=int(cfg.blocks_per_stage), shortcut=cfg.shortcut, record=cfg.record,
+                    **_common(cfg, n_classes))

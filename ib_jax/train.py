@@ -36,6 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ib_jax.data import Dataset
 from ib_jax.evaluation import make_evaluate
+from ib_jax.image_data import information_subset
 from ib_jax.step import Step, TrainState
 
 __all__ = [
@@ -123,15 +124,17 @@ class Trainer:
         self.batch_size = cfg.optimizer.batch_size or len(dataset.y_train)
         if self.batch_size > len(dataset.y_train):
             raise ValueError(f"optimizer.batch_size must be in [0, n_train={len(dataset.y_train)}], got {cfg.optimizer.batch_size}")
-        n_info = min(cfg.estimator.n_info, len(dataset.y_all))
+        n_all = len(dataset.y_all)
+        # the information set: every row, or a fixed seeded subset of estimator.n_info rows
+        info = np.arange(n_all) if cfg.estimator.n_info >= n_all else information_subset(n_all, cfg.estimator.n_info, cfg.estimator.info_seed)
         probe = min(cfg.probe_size, len(dataset.y_train))
         self.data = {
             "x_train": jnp.asarray(dataset.x_train),
             "y_train": jnp.asarray(dataset.y_train),
             "x_test": jnp.asarray(dataset.x_test),
             "y_test": jnp.asarray(dataset.y_test),
-            "x_info": jnp.asarray(dataset.x_all[:n_info]),
-            "y_info": jnp.asarray(dataset.y_all[:n_info]),
+            "x_info": jnp.asarray(dataset.x_all[info]),
+            "y_info": jnp.asarray(dataset.y_all[info]),
             "x_probe": jnp.asarray(dataset.x_train[:probe]),
             "y_probe": jnp.asarray(dataset.y_train[:probe]),
         }
