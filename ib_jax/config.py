@@ -149,6 +149,15 @@ class EstimatorConf:
     channel_samples: int = 8
     channel_kernel_var: float = 0.01
     channel_n: int = 256
+    # binning conventions: bin_width (instead of n_bins) and, with lo/hi null, data_range layer | unit
+    bin_width: Optional[float] = None
+    data_range: str = "layer"
+    miller_madow: bool = False  # Miller-Madow bias correction of the binned / exact entropies
+    # sample propagation (estimator sp, noisy networks: model.layer_noise > 0): noise replicas per input,
+    # Monte-Carlo samples per mixture component, inputs used (cost grows as (sp_n * sp_replicas)^2)
+    sp_replicas: int = 32
+    sp_n_mc: int = 1
+    sp_n: int = 512
     info_seed: int = 0  # the information set: n_info rows drawn once with this seed (all rows when n_info >= n)
     # very wide layers (conv maps): what the estimators see of a layer with more than max_units units;
     # random_units: a fixed seeded subset of units; channel_mean: per-channel spatial means; all: every unit
@@ -202,6 +211,7 @@ class Config:
     checkpoint: bool = True
     resume: bool = True  # relaunching the same command continues from the last checkpoint
     compile_cache: bool = True  # JAX's persistent compilation cache under paths.compile_cache_dir
+    snapshots: bool = False  # save every member's parameters at every evaluation (scripts/reestimate.py)
     diverge_factor: float = 1e6  # a finite train loss above this x the member's first loss counts as diverged
     # gradient-noise diagnostics on the probe set at each evaluation (probe_size > 0):
     # tail_index (Simsekli et al.), curvature (Tr(H Sigma), B_noise), layer_grads (per-layer mean/std/SNR)
@@ -422,6 +432,10 @@ def validate(cfg, *, load_data: bool = True) -> Built:
         raise ValueError(f"estimator.lo/hi must both be null or lo < hi, got {e.lo}, {e.hi}")
     if e.n_info < 2:
         raise ValueError(f"estimator.n_info must be >= 2, got {e.n_info}")
+    if e.bin_width is not None and not e.bin_width > 0:
+        raise ValueError(f"estimator.bin_width must be > 0 (or null: n_bins), got {e.bin_width}")
+    if e.data_range not in ("layer", "unit"):
+        raise ValueError(f"estimator.data_range must be 'layer' or 'unit', got {e.data_range!r}")
     if e.wide_policy not in ("all", "random_units", "channel_mean") or e.max_units < 1:
         raise ValueError(f"estimator.wide_policy must be all | random_units | channel_mean and estimator.max_units >= 1, got {e.wide_policy!r}, {e.max_units}")
 

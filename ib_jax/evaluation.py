@@ -84,8 +84,10 @@ def _binning(method: str, fixed_range: bool):
     def compute(ctx: EvalContext, cfg):
         e = cfg.estimator
         lo, hi = (e.lo, e.hi) if fixed_range else (None, None)
+        width = e.bin_width if method == "uniform" else None
         b = jax.vmap(lambda t, m: E.binned_information(t, ctx.y, n_classes=ctx.n_classes, n_bins=e.n_bins, lo=lo, hi=hi,
-                                                       method=method, unit_mask=m))(ctx.stacked, ctx.mask)
+                                                       method=method, unit_mask=m, bin_width=width, data_range=e.data_range,
+                                                       miller_madow=e.miller_madow))(ctx.stacked, ctx.mask)
         return {q: b[q] for q in ("i_xt", "i_ty", "h_x_given_t")}
 
     return compute
@@ -130,11 +132,68 @@ def _channel_check(cfg, n_info: int) -> None:
                          f"got {e.channel_snr}, {e.channel_kernel_var}, {e.channel_samples}, {e.channel_n}")
 
 
+def _n_hidden(ctx: EvalContext, cfg) -> int:
+    return len(ctx.layers) - (1 if cfg.estimator.include_output else 0)
+
+
+def _sp(ctx: EvalContext, cfg):
+    """Sample propagation (Goldfeld et al. 2019) on a noisy network: for each of ``sp_n`` inputs,
+    ``sp_replicas`` draws of the earlier layers' noise give the centers S_l of T_l's mixture;
+    I(X;T_l) = h(T_l) - h(T_l|X) by Monte Carlo. Hidden layers only (the output has no noise)."""
+    e, beta = cfg.estimator, float(cfg.model.layer_noise)
+    n = min(e.sp_n, ctx.n)
+    keys = jax.random.split(ctx.key, e.sp_replicas + 1)
+    reps = jax.vmap(lambda k: ctx.apply(ctx.params, ctx.x[:n], key=k, centers=True))(keys[:-1])  # layers of (R, n, d_l)
+    hidden = reps[: _n_hidden(ctx, cfg)]
+    d_max = max(h.shape[-1] for h in hidden)
+    stacked = jnp.stack([jnp.pad(h, ((0, 0), (0, 0), (0, d_max - h.shape[-1]))) for h in hidden])
+    mask = jnp.stack([jnp.arange(d_max) < h.shape[-1] for h in hidden])
+    r = jax.vmap(lambda c, m, k: E.sp_mutual_information(c, beta, k, n_mc=e.sp_n_mc, unit_mask=m))(
+        stacked, mask, jax.random.split(keys[-1], len(hidden)))
+    pad = len(ctx.layers) - len(hidden)
+    nan = jnp.full((pad,), jnp.nan, jnp.float32)
+    return {q: jnp.concatenate([r[q].astype(jnp.float32), nan]) for q in ("i_xt", "h_x_given_t", "h_t", "i_xt_mc_se")}
+
+
+def _sp_check(cfg, n_info: int) -> None:
+    e = cfg.estimator
+    if not cfg.model.layer_noise > 0:
+        raise ValueError("estimator.names: sp needs a noisy network (model.layer_noise > 0, the noise std beta); "
+                         f"got model.layer_noise={cfg.model.layer_noise}")
+    if e.sp_replicas < 1 or e.sp_n_mc < 1 or e.sp_n < 2:
+        raise ValueError(f"estimator.sp_replicas and sp_n_mc must be >= 1, sp_n >= 2; got {e.sp_replicas}, {e.sp_n_mc}, {e.sp_n}")
+
+
+def _exact(ctx: EvalContext, cfg):
+    """Exact I(X;T) = H(T), I(T;Y), H(X|T) of a quantized network (Lorenzen et al. 2022) by
+    exact pattern counting of the layers' own k-bit values; the softmax output is quantized to
+    the same bits over its range at measurement."""
+    from ib_jax.quantize import batch_range, quantize
+
+    bits = int(cfg.model.quantize_bits)
+    layers = list(ctx.layers)
+    if cfg.estimator.include_output:
+        lo, hi = batch_range(layers[-1])
+        layers[-1] = quantize(layers[-1], bits, lo, hi)
+    stacked, mask = E.pad_layers(layers)
+    r = jax.vmap(lambda t, m: E.exact_information(t, ctx.y, n_classes=ctx.n_classes, bits=bits, unit_mask=m,
+                                                  miller_madow=cfg.estimator.miller_madow))(stacked, mask)
+    return {q: r[q] for q in ("i_xt", "i_ty", "h_x_given_t")}
+
+
+def _exact_check(cfg, n_info: int) -> None:
+    if cfg.model.quantize_bits <= 0:
+        raise ValueError("estimator.names: exact counts a quantized network's own values; set model.quantize_bits "
+                         f"(e.g. 4 or 8), got model.quantize_bits={cfg.model.quantize_bits}")
+
+
 register_estimator("binning", _binning("uniform", True))
 register_estimator("binning_quantile", _binning("quantile", False))
 register_estimator("knn", _knn, _knn_check)
 register_estimator("kde", _kde, _kde_check)
 register_estimator("channel", _channel, _channel_check)
+register_estimator("sp", _sp, _sp_check)
+register_estimator("exact", _exact, _exact_check)
 
 
 # ----------------------------------------------------------------------- evaluation

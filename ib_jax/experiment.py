@@ -49,7 +49,7 @@ from ib_jax.joblock import JobLock
 from ib_jax.preemption import PreemptionGuard
 from ib_jax.summary import summarize, summary_table
 
-__all__ = ["run", "read_metrics", "rows_to_arrays", "setup_compilation_cache", "IGNORED_KEYS"]
+__all__ = ["run", "read_metrics", "rows_to_arrays", "setup_compilation_cache", "IGNORED_KEYS", "load_snapshot", "snapshot_path"]
 
 # keys that do not change what a job computes: a relaunch may change them freely
 IGNORED_KEYS = ("logger", "paths.output_dir", "paths.compile_cache_dir", "paths.cache_dir", "resume", "checkpoint",
@@ -155,6 +155,33 @@ def setup_compilation_cache(c: Config) -> str | None:
     return path
 
 
+def snapshot_path(out: str, eval_index: int) -> str:
+    return os.path.join(out, "snapshots", f"eval_{eval_index:05d}.npz")
+
+
+def save_snapshots(out: str, start: int, valid: int, snap) -> None:
+    """One ``.npz`` per evaluation: every member's parameters (and batch-norm statistics), leaves
+    stacked on the member axis, named by their pytree path. Written atomically; a resumed job
+    rewrites the same bytes (training is deterministic in the step)."""
+    os.makedirs(os.path.join(out, "snapshots"), exist_ok=True)
+    leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(snap))[0]
+    for e in range(valid):
+        arrays = {jax.tree_util.keystr(path): np.asarray(leaf[e]) for path, leaf in leaves}
+        path = snapshot_path(out, start + e)
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+
+
+def load_snapshot(out: str, eval_index: int, like):
+    """The snapshot of one evaluation as a pytree shaped like ``like`` ({"params", "batch_stats"},
+    member axis first)."""
+    with np.load(snapshot_path(out, eval_index)) as f:
+        paths = jax.tree_util.tree_flatten_with_path(like)[0]
+        leaves = [f[jax.tree_util.keystr(p)] for p, _ in paths]
+    return jax.tree.unflatten(jax.tree.structure(like), leaves)
+
+
 def _write_hydra_record(out: str, job_cfg: dict) -> None:
     """Hydra's own record of the launch (``.hydra/config.yaml``, ``overrides.yaml``), written by us
     after the config check (``hydra.output_subdir: null``), on the first launch only."""
@@ -195,10 +222,14 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
     os.makedirs(out, exist_ok=True)
     metrics_path = os.path.join(out, "metrics.jsonl")
     job_cfg = to_dict(c)
-    with JobLock(out):
-        if not c.resume and _has_results(out, metrics_path):
-            raise ValueError(f"resume=false but {out} already holds results; choose another hydra.run.dir (results are never overwritten)")
-        fingerprint = R.record_or_check_config(out, job_cfg, ignore_keys=IGNORED_KEYS)
+    with JobLock(out) as lock:
+        try:
+            if not c.resume and _has_results(out, metrics_path):
+                raise ValueError(f"resume=false but {out} already holds results; choose another hydra.run.dir (results are never overwritten)")
+            fingerprint = R.record_or_check_config(out, job_cfg, ignore_keys=IGNORED_KEYS)
+        except ValueError:
+            lock.release(restore=True)  # a refused launch leaves every file as it was, job.lock included
+            raise
         _write_hydra_record(out, job_cfg)
         ckpt = Checkpoints(os.path.join(out, "checkpoints")) if c.checkpoint else None
         try:
@@ -260,6 +291,9 @@ def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_g
             valid = len(g)
             g = np.concatenate([g, np.zeros(k - valid, np.int64)])  # one compiled shape for every chunk
             states, m = trainer.run(states, g)
+            snap = m.pop(T.SNAPSHOT, None)
+            if snap is not None:
+                save_snapshots(out, start, valid, snap)
             m = {name: np.asarray(v)[:valid] for name, v in m.items()}
             rows = _rows(m, start, steps, members, layer_names, c.noise.kind, level_name, np.asarray(states.diverged))
             R.append_jsonl(metrics_path, rows)  # rows first, then the checkpoint: resume cuts rows back to it
@@ -275,7 +309,7 @@ def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_g
             bar.close()
         if guard.requested and done < len(gaps):
             wb.close(preempted=True)
-            guard.exit_for_requeue(f"[ib-jax] preempted (signal {guard.signal}): checkpoint saved after {done}/{len(gaps)} "
+            guard.exit_for_requeue(f"[ib-jax] preempted (signal {guard.signal.name}): checkpoint saved after {done}/{len(gaps)} "
                                    f"evaluations in {out}; relaunch the same command to resume")
     return _finish(c, built, out, metrics_path, members, layer_names, states, wb, level_name, t0, compile_s, cache_dir)
 

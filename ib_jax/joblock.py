@@ -13,7 +13,9 @@ exclusive ``flock(2)`` on an open file descriptor of ``<job_dir>/job.lock``:
   the holder's pid and host, which the holder writes into the lock file after
   acquiring;
 * the lock file is never deleted (unlinking it would let two processes lock two
-  different files of the same name); on release its content is emptied.
+  different files of the same name); on release its content is emptied, or, for a
+  launch refused before it started anything (``release(restore=True)``), put back
+  as it was (a refused relaunch changes no file of the job directory).
 
 Limits: ``flock`` locks the open file description, so a child made by a bare
 ``os.fork()`` that keeps the descriptor also keeps the lock (the descriptor is
@@ -57,6 +59,7 @@ class JobLock:
         self.job_dir = os.fspath(job_dir)
         self.path = os.path.join(self.job_dir, filename)
         self._fd: int | None = None
+        self._previous = b""
 
     @property
     def held(self) -> bool:
@@ -90,6 +93,7 @@ class JobLock:
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         try:
+            self._previous = os.pread(fd, max(os.fstat(fd).st_size, 1), 0)  # a dead holder's note, or b""
             os.ftruncate(fd, 0)
             os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
             os.fsync(fd)
@@ -100,13 +104,19 @@ class JobLock:
         self.info = info
         return self
 
-    def release(self) -> None:
-        """Empty the lock file and drop the lock (idempotent)."""
+    def release(self, restore: bool = False) -> None:
+        """Empty the lock file and drop the lock (idempotent).
+
+        ``restore=True``: put back the content the file had before :meth:`acquire` instead
+        (a launch refused before it did anything leaves the job directory byte-identical).
+        """
         fd, self._fd = self._fd, None
         if fd is None:
             return
         try:
             os.ftruncate(fd, 0)  # while still locked: nobody reads a stale pid afterwards
+            if restore and self._previous:
+                os.pwrite(fd, self._previous, 0)
         except OSError:
             pass
         finally:

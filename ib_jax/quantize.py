@@ -42,6 +42,7 @@ import numpy as np
 
 __all__ = [
     "quantize",
+    "quantize_activation",
     "quantize_codes",
     "check_bits",
     "nudged_range",
@@ -147,3 +148,17 @@ def ema_range_update(state, x, decay=EMA_DECAY):
     lo, hi = state
     b_lo, b_hi = batch_range(x)
     return (decay * lo + (1.0 - decay) * jnp.minimum(b_lo, 0.0), decay * hi + (1.0 - decay) * jnp.maximum(b_hi, 0.0))
+
+
+def quantize_activation(h, bits: int, activation: str):
+    """A quantized network's layer output: ``bits``-bit levels over the layer's own range.
+
+    The range is the min and max of the current batch over the whole layer tensor (the
+    reference code's tanh rule, :func:`batch_range`), for every activation: at evaluation the
+    batch is the whole information set, so the levels are those the exact count sees. The
+    reference quantizes ReLU layers over a moving-average range instead (decay 0.999 from
+    [-6, 6], :func:`ema_range_update`), which needs a state carried through training; ib-jax
+    uses the batch rule for ReLU too, a documented deviation. Straight-through gradient.
+    """
+    lo, hi = batch_range(h)
+    return quantize(h, bits, lo, hi)

@@ -39,7 +39,10 @@ from ib_jax.evaluation import make_evaluate
 from ib_jax.image_data import information_subset
 from ib_jax.step import Step, TrainState
 
+SNAPSHOT = "_snapshot"  # key of the per-evaluation parameters in a segment's outputs (cfg.snapshots)
+
 __all__ = [
+    "SNAPSHOT",
     "Population",
     "population_grid",
     "TrainState",
@@ -197,7 +200,10 @@ class Trainer:
 
         def interval(st, gap):
             st = jax.lax.fori_loop(0, gap, lambda _, s: self._population_step(s, data), st)
-            return st, jax.vmap(self.evaluate_member, in_axes=(0, None))(st, data)
+            m = jax.vmap(self.evaluate_member, in_axes=(0, None))(st, data)
+            if self.cfg.snapshots:  # the population's parameters at this evaluation (re-estimation later)
+                m = {**m, SNAPSHOT: {"params": st.params, "batch_stats": st.batch_stats}}
+            return st, m
 
         return jax.lax.scan(interval, states, gaps)
 
@@ -278,6 +284,7 @@ def train_population(
             g = np.concatenate([g, np.zeros(k - len(g), np.int64)])
         states, m = trainer.run(states, g)
         valid = min(k, len(gaps) - start)
+        m.pop(SNAPSHOT, None)
         m = {name: v[:valid] for name, v in m.items()}
         chunks.append(m)
         if callback is not None:

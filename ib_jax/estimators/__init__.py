@@ -1,7 +1,9 @@
 """Information estimators, all in bits, pure and jit/vmap-able.
 
-One module per family: :mod:`binning`, :mod:`knn`, :mod:`kernel` and the
-weight-noise channel :mod:`channel`. Rows of ``t`` ``(n, d)`` are the
+One module per family: :mod:`binning`, :mod:`knn`, :mod:`kernel`, the
+weight-noise channel :mod:`channel`, sample propagation for noisy networks
+:mod:`sp`, exact counts of quantized layers :mod:`exact`, and the exact
+information-bottleneck frontier of a discrete p(x, y) :mod:`ib_bound`. Rows of ``t`` ``(n, d)`` are the
 representations of n distinct inputs, X uniform over them: H(X) = log2 n.
 """
 
@@ -12,12 +14,18 @@ from ib_jax.estimators.binning import (
     binned_entropy,
     binned_information,
     binned_mutual_information,
+    information_from_codes,
+    miller_madow_correction,
+    n_bins_for_width,
+    whole_run_range,
 )
 from ib_jax.estimators.channel import (
     channel_information_from_samples,
     noise_channel_information,
     perturbed_layers,
 )
+from ib_jax.estimators.exact import exact_information, quantized_codes
+from ib_jax.estimators.ib_bound import discrete_mutual_information, frontier_i_ty_at, ib_frontier
 from ib_jax.estimators.kernel import kde_entropy_bounds, kde_mutual_information_x_bounds, kde_mutual_information_y
 from ib_jax.estimators.knn import (
     knn_distances,
@@ -25,6 +33,7 @@ from ib_jax.estimators.knn import (
     knn_mutual_information_discrete,
     ksg_mutual_information,
 )
+from ib_jax.estimators.sp import gaussian_entropy_bits, sp_mutual_information
 
 __all__ = [
     "bin_codes",
@@ -34,6 +43,12 @@ __all__ = [
     "binned_mutual_information",
     "channel_information_from_samples",
     "check_finite",
+    "discrete_mutual_information",
+    "exact_information",
+    "frontier_i_ty_at",
+    "gaussian_entropy_bits",
+    "ib_frontier",
+    "information_from_codes",
     "kde_entropy_bounds",
     "kde_mutual_information_x_bounds",
     "kde_mutual_information_y",
@@ -41,8 +56,13 @@ __all__ = [
     "knn_entropy",
     "knn_mutual_information_discrete",
     "ksg_mutual_information",
+    "miller_madow_correction",
+    "n_bins_for_width",
     "noise_channel_information",
     "pad_layers",
     "perturbed_layers",
+    "quantized_codes",
+    "sp_mutual_information",
     "to_bits",
+    "whole_run_range",
 ]

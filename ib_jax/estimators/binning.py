@@ -201,10 +201,15 @@ def _pack(codes, n_bins):
     bits = max(1, int(np.ceil(np.log2(n_bins + 1))))
     per_word = 32 // bits
     n_words = -(-d // per_word)
-    pad = n_words * per_word - d
-    c = jnp.pad(codes.astype(jnp.uint32), ((0, 0), (0, pad))).reshape(n, n_words, per_word)
-    shifts = jnp.arange(per_word, dtype=jnp.uint32) * jnp.uint32(bits)
-    return jnp.sum(c << shifts, axis=-1, dtype=jnp.uint32), bits * min(d, per_word)
+    # column by column (static slices): fuses with the binning into one pass over t,
+    # ~2x faster than a padded reshape-and-sum, which materializes the padded codes
+    words = []
+    for w in range(n_words):
+        acc = jnp.zeros((n,), jnp.uint32)
+        for j, u in enumerate(range(w * per_word, min(d, (w + 1) * per_word))):
+            acc = acc | (codes[:, u].astype(jnp.uint32) << jnp.uint32(bits * j))
+        words.append(acc)
+    return jnp.stack(words, axis=-1), bits * min(d, per_word)
 
 
 def _hash_words(words, round_):
@@ -231,6 +236,13 @@ def _segmented_cumsum(boundary, w):
     return jax.lax.associative_scan(combine, (boundary, w))[1]
 
 
+def _sum_log_runs(boundary, weight):
+    """sum_runs c log2 c, c the summed ``weight`` of each run (``boundary[p]``: p starts a run)."""
+    last = jnp.concatenate([boundary[1:], jnp.ones(1, bool)])
+    c = _segmented_cumsum(boundary, weight.astype(jnp.float32))
+    return jnp.sum(jnp.where(last & (c > 0), c * jnp.log2(jnp.maximum(c, 1.0)), 0.0))
+
+
 def _sum_log_counts(s_key, group_shift, weight):
     """sum_runs c log2 c, c the weighted size of each run of equal ``s_key >> group_shift``.
 
@@ -238,15 +250,69 @@ def _sum_log_counts(s_key, group_shift, weight):
     """
     g = s_key >> jnp.uint32(group_shift)
     boundary = jnp.concatenate([jnp.ones(1, bool), g[1:] != g[:-1]])
-    last = jnp.concatenate([boundary[1:], jnp.ones(1, bool)])
-    c = _segmented_cumsum(boundary, weight.astype(jnp.float32))
-    return jnp.sum(jnp.where(last & (c > 0), c * jnp.log2(jnp.maximum(c, 1.0)), 0.0)), boundary
+    return _sum_log_runs(boundary, weight), boundary
+
+
+# Sorting is the cost of exact counting. XLA's CPU sort calls a compiled comparator
+# (~95 us for 4,096 uint32 keys, measured), numpy's vectorized sort takes ~7 us: on CPU
+# the sort runs on the host through a pure callback (one call per vmapped batch);
+# other platforms (GPU radix sort) use XLA's own. Same values either way.
+def _host_sort(x):
+    return np.sort(np.asarray(x), axis=-1)
+
+
+def _host_sort_pairs(hi, lo):
+    key = np.sort((np.asarray(hi, np.uint64) << np.uint64(32)) | np.asarray(lo, np.uint64), axis=-1)
+    return (key >> np.uint64(32)).astype(np.uint32), (key & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+
+
+def _callback_sort(x):
+    return jax.pure_callback(_host_sort, jax.ShapeDtypeStruct(x.shape, x.dtype), x, vmap_method="expand_dims")
+
+
+def _callback_sort_pairs(hi, lo):
+    shape = jax.ShapeDtypeStruct(hi.shape, jnp.uint32)
+    return tuple(jax.pure_callback(_host_sort_pairs, (shape, shape), hi, lo, vmap_method="expand_dims"))
+
+
+def _xla_sort(x):
+    return jnp.sort(x, axis=-1)
+
+
+def _xla_sort_pairs(hi, lo):
+    return tuple(jax.lax.sort((hi, lo), dimension=-1, num_keys=2))
+
+
+def _sort_u32(x):
+    """``x`` (uint32) sorted along the last axis (host sort on CPU, XLA's elsewhere)."""
+    return jax.lax.platform_dependent(x, cpu=_callback_sort, default=_xla_sort)
+
+
+def _sort_u32_pairs(hi, lo):
+    """uint32 pairs sorted lexicographically (hi first) along the last axis."""
+    return jax.lax.platform_dependent(hi, lo, cpu=_callback_sort_pairs, default=_xla_sort_pairs)
+
+
+def _pair_sum_logs(hi, lo, t_mask):
+    """Two-word path: rows keyed exactly by (hi, lo), one pair sort.
+
+    ``lo & t_mask`` is the part of ``lo`` that belongs to the pattern T (the rest
+    is the label): T-runs compare (hi, lo & t_mask), (T, Y)-runs all of it.
+    """
+    s_hi, s_lo = _sort_u32_pairs(hi, lo)
+    t_mask = jnp.uint32(t_mask)
+    same_t = (s_hi[1:] == s_hi[:-1]) & ((s_lo[1:] & t_mask) == (s_lo[:-1] & t_mask))
+    head = jnp.ones(1, bool)
+    ones = jnp.ones(s_hi.shape, bool)
+    log_t = _sum_log_runs(jnp.concatenate([head, ~same_t]), ones)
+    log_ty = _sum_log_runs(jnp.concatenate([head, ~(same_t & (s_lo[1:] == s_lo[:-1]))]), ones)
+    return log_t, log_ty
 
 
 def _exact_sum_logs(words, yv, y_bits, code_bits):
     """Fast path: a row fits one word with its label, so the packed code is an exact sort key."""
     key = (words[:, 0] << jnp.uint32(y_bits)) | yv if y_bits else words[:, 0]
-    s = jnp.sort(key)
+    s = _sort_u32(key)
     ones = jnp.ones(s.shape, bool)
     log_t, _ = _sum_log_counts(s, y_bits, ones)
     log_ty, _ = _sum_log_counts(s, 0, ones)
@@ -275,7 +341,7 @@ def _hashed_sum_logs(words, yv, y_bits):
         h = _hash_words(words, round_) >> jnp.uint32(32 - hash_bits)
         h = jnp.where(active, h, jnp.uint32((1 << hash_bits) - 1))
         key = (h << jnp.uint32(b + y_bits)) | (yv << jnp.uint32(b)) | idx
-        s = jnp.sort(key)
+        s = _sort_u32(key)
         perm = (s & idx_mask).astype(jnp.int32)
         g = s >> jnp.uint32(b + y_bits)
         boundary = jnp.concatenate([jnp.ones(1, bool), g[1:] != g[:-1]])
@@ -311,8 +377,15 @@ def _sum_log_pattern_counts(codes, n_bins, y, y_bits):
     """(sum_i log2 c_t[i], sum_i log2 c_ty[i]) with exact counts of equal rows (and labels)."""
     words, code_bits = _pack(codes, n_bins)
     yv = y.astype(jnp.uint32) if y is not None else jnp.zeros(codes.shape[0], jnp.uint32)
-    if words.shape[-1] == 1 and code_bits + y_bits <= 32:
+    n_words = words.shape[-1]
+    if n_words == 1 and code_bits + y_bits <= 32:
         return _exact_sum_logs(words, yv, y_bits, code_bits)
+    if n_words == 1:  # the label does not fit beside the code: it becomes the second word
+        return _pair_sum_logs(words[:, 0], yv, 0)
+    bits = max(1, int(np.ceil(np.log2(n_bins + 1))))
+    if n_words == 2 and bits * (codes.shape[1] - 32 // bits) + y_bits <= 32:
+        lo = (words[:, 1] << jnp.uint32(y_bits)) | yv
+        return _pair_sum_logs(words[:, 0], lo, (0xFFFFFFFF << y_bits) & 0xFFFFFFFF)
     return _hashed_sum_logs(words, yv, y_bits)
 
 

@@ -37,26 +37,29 @@ clipped at 0: a negative value is the estimator's bias, reported as is.
 How the k-th neighbour is found (the algorithm is chosen by shape)
 -------------------------------------------------------------------
 *Dense* (any width): pairwise distances in row blocks (``lax.map``), so
-memory is O(block * n), never O(n^2). Within a block the n columns are split
-into G groups of g; one fused pass takes each group's minimum, the k groups
-with the smallest minima are kept (k rounds over G << n values) and the k-th
-smallest is taken among their k * g entries. Exact: the k smallest entries
-of a row lie in the k groups with the smallest minima or, where they do not,
-those k groups hold k entries no larger than the k-th smallest (each group
-minimum is one). This replaces k full passes over the row (the previous
-selection) with one.
+memory is O(block * n), never O(n^2). Within a block the n columns of a row
+are split into G groups of g contiguous columns; one fused pass takes each
+group's minimum, the k groups with the smallest minima are kept (k rounds
+over G ~ sqrt(n k) values) and the k-th smallest is taken among their k g
+entries. Exact: the k smallest entries of a row lie in the k groups with the
+smallest minima or, where one does not, those k groups already hold k
+entries no larger than it (each group minimum is one). One pass over the
+row instead of the k of a plain k-round selection. Wide data uses one matmul
+per block (see ``_SqEuclid``); d <= 4 exact column sums.
 
-*Cells* (d <= 3, n >= ``CELLS_MIN_N``): a static-shape kd-like structure
-built with single-key sorts. Points are sorted by the first coordinate and
-cut into slabs of equal count, each slab sorted by the second coordinate
-(and, at d = 3, cut again into cells sorted by the third). Each point takes
-as candidates a window of 2W points around its own position in the leaf
-lists of the neighbouring slabs/cells (``reach`` on each side), and its
-k-th candidate distance r_i. Every point outside the candidates lies beyond
-one of the excluded slabs, cells or window ends, whose coordinate gap
-lower-bounds its distance; if r_i <= the smallest such gap, r_i is exact.
-The few rows where it is not are recomputed densely (``lax.while_loop`` over
-chunks). Results equal the dense path up to float rounding (tested).
+*Cells* (d <= 3, n >= ``CELLS_MIN_N[d]``; a trees-like search for low
+dimensions, where O(n^2) work loses to kd-trees): points are put in a
+kd-like order by single-key sorts (sort by coordinate 0, cut into slabs of
+equal count, sort each slab by coordinate 1, at d = 3 cut again and sort by
+coordinate 2); runs of B points are blocks with exact bounding boxes. The B
+points of a block take as candidates the blocks near its position in the
+neighbouring leaf lists (one dense tile per block), and their k-th candidate
+distance r. A box left out is at least its box-to-box (or, near the window,
+point-to-box) distance away; where r is no larger than the smallest such
+distance, r is exact. The rest (typically < 3% of the rows; all of them in
+the worst case) is recomputed by the dense search in a ``lax.while_loop``.
+Results equal the dense search up to float rounding (tested on Gaussian,
+uniform, correlated, clustered and duplicated data).
 """
 
 from __future__ import annotations
@@ -65,8 +68,10 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import digamma, gammaln
 
+from ib_jax.estimators.binning import _sort_u32
 from ib_jax.estimators._common import (
     DIRECT_MAX_DIM,
     blocked_rows,
@@ -95,49 +100,32 @@ __all__ = [
 SEARCHES = ("auto", "dense", "cells")
 KSG_METRICS = ("max", "euclidean")
 CELLS_MAX_DIM = 3  # the cells search covers 1 <= d <= 3
-CELLS_MIN_N = 1024  # below this the dense search is as fast (measured) and simpler
+CELLS_MIN_N = {1: 512, 2: 1024, 3: 3072}  # below these n the dense search is as fast (measured)
 _FALLBACK_ROWS = 64  # unresolved rows recomputed densely per while_loop iteration
-_BIG = 1e30  # coordinate of padding points: farther than any real point
 
 
 # --------------------------------------------------------------- dense search
 
 
 def _group_shape(n: int, k: int) -> tuple[int, int]:
-    """(g, G): G groups of g columns, g * G >= n, G > k. g ~ sqrt(n / k) balances the
-    k selection rounds over G group minima against the k * g gathered entries."""
+    """(g, G): G groups of g columns, g * G >= n. g ~ sqrt(n / k) balances the k selection
+    rounds over G group minima against the k * g entries searched after them."""
     g = 1
-    while g < 64 and 4 * g * g * k <= n:
+    while g < 64 and 4 * g * g * k <= 4 * n:
         g *= 2
     return g, -(-n // g)
 
 
 def _select_kth(tile: jax.Array, rows: jax.Array, n: int, k: int, g: int, n_groups: int) -> jax.Array:
-    """k-th smallest entry of each row of ``tile`` ``(b, g * G)`` over valid columns j != rows.
+    """k-th smallest entry of each row of ``tile`` ``(b, G * g)`` over columns j < n, j != rows.
 
-    Column j sits at ``[j // G, j % G]`` of the ``(b, g, G)`` view, so a group
-    (fixed j % G) is a strided set and its minimum is an elementwise min over
-    g contiguous slabs (vectorizes). Columns >= n are padding.
+    Group q holds the contiguous columns [q g, (q + 1) g); columns >= n are padding.
+    The masks fuse into the group-minimum pass.
     """
     b = tile.shape[0]
-    t3 = tile.reshape(b, g, n_groups)
-    col = jnp.arange(g)[:, None] * n_groups + jnp.arange(n_groups)[None, :]
+    col = jnp.arange(n_groups)[:, None] * g + jnp.arange(g)[None, :]
     invalid = (col[None] == rows[:, None, None]) | (col[None] >= n)
-    gmin = jnp.min(jnp.where(invalid, jnp.inf, t3), axis=1)
-    gi = jnp.arange(n_groups)
-    picks, live = [], []
-    for _ in range(k):  # k distinct groups: min, first index of it, mask it
-        m = jnp.min(gmin, axis=1, keepdims=True)
-        q = jnp.min(jnp.where(gmin == m, gi[None], n_groups), axis=1)
-        q = jnp.minimum(q, n_groups - 1)
-        picks.append(q)
-        live.append(m[:, 0] < jnp.inf)  # fewer than k non-empty groups: all of them are picked
-        gmin = jnp.where(gi[None] == q[:, None], jnp.inf, gmin)
-    q = jnp.stack(picks, axis=1)
-    vals = jnp.take_along_axis(t3, q[:, None, :], axis=2)  # (b, g, k)
-    cols = jnp.arange(g)[None, :, None] * n_groups + q[:, None, :]
-    bad = (cols == rows[:, None, None]) | (cols >= n) | ~jnp.stack(live, axis=1)[:, None, :]
-    return kth_smallest(jnp.where(bad, jnp.inf, vals).reshape(b, g * k), k)
+    return _kth_grouped(jnp.where(invalid, jnp.inf, tile.reshape(b, n_groups, g)), k)
 
 
 def _pad_to(x: jax.Array, n_pad: int) -> jax.Array:
@@ -221,156 +209,175 @@ def _bits(m: int) -> int:
     return max(1, (max(m, 2) - 1).bit_length())
 
 
-def _cells_layout(n: int, dim: int, k: int) -> tuple[tuple[int, ...], int, int, int]:
-    """(cells per level, leaf size P, half window W, reach) for the cells search.
+def _cells_layout(n: int, dim: int, k: int) -> tuple[tuple[int, ...], int, int, int, int]:
+    """(cells per level, leaf size, block size B, cell reach, block reach) of the cells search.
 
-    Tuned on Gaussian, uniform, correlated and clustered data (scripts/bench_estimators.py,
-    tests/test_estimator_speedpaths.py): slabs of ~sqrt(n k) points leave few rows
-    unresolved in 2-D; 3-D uses cells of ~(n k)^(1/3)-ish per side.
+    Blocks of B ~ 4k points (8k in 3-D) are about as long as wide (a kd-tree
+    leaf): slabs and cells are cut so. Candidates: blocks within ``block reach`` of the query
+    block's position in each leaf list within ``cell reach`` of its own
+    (1-D: 5 blocks; 2-D: 3 slabs x 5; 3-D: 3 x 3 cells x 3). Measured on
+    Gaussian, uniform, correlated, clustered and heavy-tailed data.
     """
-    w = max(k + 1, 4) if dim == 1 else max(k + 3, 8)
+    block = max(8, (4 if dim < 3 else 8) * k)
+    n_blocks = max(1, -(-n // block))
     if dim == 1:
-        return (), n, w, 0
+        return (), n_blocks * block, block, 0, 2
     if dim == 2:
-        target = max(2 * w, int(round(4 * math.sqrt(n * k))))
-        c0 = max(1, int(round(n / target)))
-        return (c0,), -(-n // c0), w, 2
-    per = max(1, int(round((n / max(2 * w, 8 * k)) ** 0.5 / 2)))
-    return (per, per), -(-n // (per * per)), w, 1
+        c0 = max(1, int(round(math.sqrt(n_blocks))))
+        per = -(-n_blocks // c0)
+        return (c0,), per * block, block, 1, 2
+    c = max(1, int(round(n_blocks ** (1 / 3))))
+    per = -(-n_blocks // (c * c))
+    return (c, c), per * block, block, 1, 1
 
 
-def _prefix_max(x: jax.Array) -> jax.Array:
-    """Running max along the last axis (short axes: a masked max, no scan)."""
-    c = x.shape[-1]
-    tri = jnp.arange(c)[None, :] <= jnp.arange(c)[:, None]  # [out, in]: in <= out
-    return jnp.max(jnp.where(tri, x[..., None, :], -jnp.inf), axis=-1)
+def _kth_grouped(vals: jax.Array, k: int) -> jax.Array:
+    """k-th smallest of each row of ``vals`` ``(r, G, g)`` (all G*g entries), G small.
 
-
-def _suffix_min(x: jax.Array) -> jax.Array:
-    c = x.shape[-1]
-    tri = jnp.arange(c)[None, :] >= jnp.arange(c)[:, None]
-    return jnp.min(jnp.where(tri, x[..., None, :], jnp.inf), axis=-1)
-
-
-def _take_clipped(x: jax.Array, idx: jax.Array, fill: float) -> jax.Array:
-    """``x[..., idx]`` along the last axis with ``fill`` where idx is out of range."""
-    c = x.shape[-1]
-    ok = (idx >= 0) & (idx < c)
-    v = jnp.take_along_axis(x, jnp.clip(idx, 0, c - 1), axis=-1)
-    return jnp.where(ok, v, fill)
+    The k groups with the smallest minima hold the k-th smallest (see the module
+    docstring); only they are searched entry by entry.
+    """
+    r, n_groups, g = vals.shape
+    if n_groups <= k:
+        return kth_smallest(vals.reshape(r, n_groups * g), k)
+    gmin = jnp.min(vals, axis=-1)
+    gi = jnp.arange(n_groups)
+    picks, live = [], []
+    for _ in range(k):
+        m = jnp.min(gmin, axis=1, keepdims=True)
+        q = jnp.minimum(jnp.min(jnp.where(gmin == m, gi[None], n_groups), axis=1), n_groups - 1)
+        picks.append(q)
+        live.append(m[:, 0] < jnp.inf)  # an all-inf pick may repeat a group: drop it
+        gmin = jnp.where(gi[None] == q[:, None], jnp.inf, gmin)
+    picked = jnp.take_along_axis(vals, jnp.stack(picks, axis=1)[:, :, None], axis=1)
+    picked = jnp.where(jnp.stack(live, axis=1)[:, :, None], picked, jnp.inf)
+    return kth_smallest(picked.reshape(r, k * g), k)
 
 
 def _cells_kth(x: jax.Array, k: int, dist_fn, fallback_fn, layout, with_exact: bool = False):
     """k-th neighbour distance of every row of ``x`` ``(n, D)``, D <= 3, by the cells search.
 
-    ``dist_fn(q (..., D), c (..., D)) -> (...)`` is the metric; every coordinate
-    difference must lower-bound it (true for Euclidean, max-norm and a max of
-    per-block Euclidean norms). ``fallback_fn(rows) -> (b,)`` gives the exact
-    answer for original rows ``rows`` (dense search), used where the local
+    ``dist_fn(diffs) -> (...)`` maps the D per-coordinate differences to a
+    distance (or a monotone function of one, e.g. the squared Euclidean); it
+    must be non-decreasing in each |diff| (Euclidean, max-norm, a max of
+    per-block Euclidean norms), so ``dist_fn`` of the per-coordinate gaps
+    between two boxes lower-bounds the distance between any of their points. ``fallback_fn(rows) -> (b,)`` gives the exact
+    answer for original rows ``rows`` (dense search), used where the
     candidates cannot be proven complete. ``with_exact`` also returns which
-    rows the local candidates resolved ``(n,)`` (for tests and tuning).
+    rows the candidates resolved ``(n,)`` (for tests and tuning).
+
+    Steps: (1) kd-like order by single-key sorts: sort by coordinate 0, cut into
+    slabs of equal count, sort each by coordinate 1 (at D = 3 cut again and sort
+    by coordinate 2); (2) consecutive runs of B points are blocks with exact
+    bounding boxes; (3) each block takes as the candidates of its B points the
+    blocks near its position in the neighbouring leaf lists (one dense tile);
+    (4) a point's k-th candidate distance r is exact if no box left out is
+    closer to its block's box than r.
     """
     n, dim = x.shape
-    cells, leaf, w, reach = layout
-    w = max(1, min(w, leaf // 2))
-    n_cells = math.prod(cells)
-    n_pad = n_cells * leaf
-    x = x - jnp.min(x, axis=0)  # shifted to >= 0: codes and gap bounds in one frame
+    cells, leaf, bsize, cell_reach, block_reach = layout
+    n_pad = math.prod(cells) * leaf
+    nb = n_pad // bsize
+    x = x - jnp.min(x, axis=0)  # >= 0: fixed-point codes below
     span = jnp.max(x, axis=0)
-    xp = jnp.concatenate([x, jnp.full((n_pad - n, dim), _BIG, jnp.float32)], axis=0)
+    xp = jnp.concatenate([x, jnp.zeros((n_pad - n, dim), x.dtype)], axis=0)
+    pad = jnp.arange(n_pad) >= n
     order = jnp.arange(n_pad)
 
-    # level l sorts within rows of `size` points by coordinate l; each point's code is
-    # a q-bit fixed-point coordinate, packed above its position so one single-key uint32
-    # sort (XLA CPU's fast path) gives the permutation. Ties within one code are
-    # broken by position: exact order is not needed, the bounds below are conservative.
-    scales = []
-    extents = []  # per cell level: (min, max) of that level's coordinate over each cell
-    leaf_codes = None
+    # level l sorts within rows of `size` points by coordinate l. The key packs a
+    # fixed-point code of the coordinate above the point's position in the row, so one
+    # single-key uint32 sort (a key-value sort is ~5x slower on XLA CPU; on CPU the
+    # sort runs on the host, see binning._sort_u32) gives the permutation. Padding points sort last. Ties within one code keep
+    # position order: the boxes below are exact whatever the order, so exactness
+    # does not depend on it, only the tightness of the blocks.
     for level in range(dim):
         rows = math.prod(cells[:level])
         size = n_pad // rows
         pos_bits = _bits(size)
-        q_bits = min(22, 32 - pos_bits)  # 22 bits: float32 holds the scaled value to < 1/4 code
+        q_bits = min(24, 32 - pos_bits) - 1  # top code reserved for padding
         scale = (2.0**q_bits - 1.0) / jnp.where(span[level] > 0, span[level], 1.0)
-        scales.append(scale)
         q = jnp.clip(jnp.floor(xp[:, level] * scale), 0, 2**q_bits - 1).astype(jnp.uint32)
+        q = jnp.where(pad[order], jnp.uint32(2**q_bits), q)
         key = (q.reshape(rows, size) << jnp.uint32(pos_bits)) | jnp.arange(size, dtype=jnp.uint32)
-        key = jnp.sort(key, axis=-1)
-        perm = (key & jnp.uint32((1 << pos_bits) - 1)).astype(jnp.int32)
+        perm = (_sort_u32(key) & jnp.uint32((1 << pos_bits) - 1)).astype(jnp.int32)
         xp = jnp.take_along_axis(xp.reshape(rows, size, dim), perm[..., None], axis=1).reshape(n_pad, dim)
         order = jnp.take_along_axis(order.reshape(rows, size), perm, axis=1).reshape(n_pad)
-        if level < dim - 1:
-            shape = cells[: level + 1] + (size // cells[level],)
-            coord = xp[:, level].reshape(shape)
-            extents.append((jnp.min(coord, axis=-1), jnp.max(coord, axis=-1)))
+
+    real = (order < n).reshape(nb, bsize)
+    pts = [xp[:, c].reshape(nb, bsize) for c in range(dim)]  # one array per coordinate: the
+    # minor axis then runs over points, which vectorizes (a minor axis of size D does not)
+    lo = [jnp.min(jnp.where(real, p, jnp.inf), axis=1) for p in pts]  # (nb,) each; empty: +inf
+    hi = [jnp.max(jnp.where(real, p, -jnp.inf), axis=1) for p in pts]
+    ids = jnp.where(real, order.reshape(nb, bsize), -1)
+    per_leaf = leaf // bsize
+    n_leaves = nb // per_leaf
+    leaf_lo = lo[dim - 1].reshape(n_leaves, per_leaf)  # blocks of a leaf list, in order
+    cell_lo = jnp.min(lo[1].reshape(cells[0], cells[1], per_leaf), axis=-1) if dim == 3 else None
+
+    def query(qb):
+        """For query blocks ``qb`` (c,): k-th candidate distance (c, B) and exactness (c, B)."""
+        c = qb.shape[0]
+        centre = [jnp.where(lo[i][qb] <= hi[i][qb], 0.5 * (lo[i][qb] + hi[i][qb]), 0.0) for i in range(dim)]
+        own_leaf, own_pos = qb // per_leaf, qb % per_leaf
+        # the ring: blocks near the query block's position in the leaf lists near its own
+        # (cell_reach + 1 lists and block_reach + 2 blocks each side); its inner part
+        # (cell_reach, block_reach) gives the candidates
+        c_steps = np.arange(-cell_reach - 1, cell_reach + 2)  # static: numpy
+        c_inner = np.abs(c_steps) <= cell_reach
+        if dim == 1:
+            leaves = own_leaf[:, None]
+            valid = jnp.ones((c, 1), bool)
+            inner = np.ones((1, 1), bool)
+        elif dim == 2:
+            leaves = own_leaf[:, None] + c_steps
+            valid = (leaves >= 0) & (leaves < cells[0])
+            inner = c_inner[None]
         else:
-            leaf_codes = (key >> jnp.uint32(pos_bits)).reshape(n_cells, leaf)
-    leaf_scale = scales[-1]
-    flat_codes = leaf_codes.reshape(-1).astype(jnp.float32)  # < 2**22: exact in float32
+            slabs = own_leaf[:, None] // cells[1] + c_steps  # (c, S)
+            ok = (slabs >= 0) & (slabs < cells[0])
+            lows = cell_lo[jnp.clip(slabs, 0, cells[0] - 1)]  # (c, S, C1)
+            mid = jnp.clip(jnp.sum(lows <= centre[1][:, None, None], axis=-1) - 1, 0, cells[1] - 1)
+            mid = jnp.where(slabs == own_leaf[:, None] // cells[1], own_leaf[:, None] % cells[1], mid)
+            sub = mid[..., None] + c_steps  # (c, S, S)
+            valid = (ok[..., None] & (sub >= 0) & (sub < cells[1])).reshape(c, -1)
+            leaves = (slabs[..., None] * cells[1] + sub).reshape(c, -1)
+            inner = (c_inner[:, None] & c_inner[None, :]).reshape(1, -1)
+        leaves = jnp.clip(leaves, 0, n_leaves - 1)
+        found = jnp.sum(leaf_lo[leaves] <= centre[dim - 1][:, None, None], axis=-1) - 1
+        mid = jnp.where(leaves == own_leaf[:, None], own_pos[:, None], jnp.clip(found, 0, per_leaf - 1))
+        b_steps = np.arange(-block_reach - 2, block_reach + 3)
+        pos = mid[..., None] + b_steps
+        valid = (valid[..., None] & (pos >= 0) & (pos < per_leaf)).reshape(c, -1)
+        inner = (inner[..., None] & (np.abs(b_steps) <= block_reach)).reshape(-1)
+        ring = (leaves[..., None] * per_leaf + jnp.clip(pos, 0, per_leaf - 1)).reshape(c, -1)
+        win = ring[:, inner]  # static selection: (c, Wn)
+        win_ok = valid[:, inner]
+        n_win = win.shape[1]
+        rest, rest_ok = ring[:, ~inner], valid[:, ~inner]
 
-    prefix_max = [_prefix_max(hi) for _, hi in extents]
-    suffix_min = [_suffix_min(lo) for lo, _ in extents]
-    offsets = jnp.arange(-reach, reach + 1)
-    xq_all = xp
+        # bound, outside the ring: every point of a box is at least the box-to-box distance away
+        gaps = [jnp.maximum(jnp.maximum(lo[i][None, :] - hi[i][qb][:, None], lo[i][qb][:, None] - hi[i][None, :]), 0.0)
+                for i in range(dim)]
+        box_d = dist_fn(gaps).at[jnp.arange(c)[:, None], jnp.where(valid, ring, nb)].set(jnp.inf, mode="drop")
+        bound = jnp.min(box_d, axis=1)[:, None]
+        # in the ring but not a candidate: the tighter point-to-box distance
+        q_pts = [p[qb] for p in pts]  # (c, B) each
+        pgaps = [jnp.maximum(jnp.maximum(lo[i][rest][:, None, :] - q_pts[i][:, :, None],
+                                         q_pts[i][:, :, None] - hi[i][rest][:, None, :]), 0.0) for i in range(dim)]
+        pb = jnp.where(rest_ok[:, None, :], dist_fn(pgaps), jnp.inf)  # (c, B, ring - Wn)
+        bound = jnp.minimum(bound, jnp.min(pb, axis=-1))
 
-    def query(pos):
-        """k-th candidate distance and its exactness bound for sorted positions ``pos`` (b,)."""
-        b = pos.shape[0]
-        xq = xq_all[pos]  # (b, D)
-        gap = jnp.full((b,), jnp.inf)
-        # paths: (b, P) tuples of cell indices per level so far, and validity
-        path = jnp.zeros((b, 1), jnp.int32)  # flat index of the parent cell
-        valid = jnp.ones((b, 1), bool)
-        for level in range(dim - 1):
-            c_l = cells[level]
-            lo_l, hi_l = extents[level]
-            lo_l = lo_l.reshape(-1, c_l)
-            pm = prefix_max[level].reshape(-1, c_l)
-            sm = suffix_min[level].reshape(-1, c_l)
-            if level == 0:
-                own = pos // (n_pad // c_l)  # the query's own slab
-                centre = own[:, None]
-            else:
-                # the cell of the parent that contains the query's coordinate (by cell minima)
-                mins = lo_l[path]  # (b, P, c_l)
-                centre = jnp.clip(jnp.sum(mins <= xq[:, None, level : level + 1], axis=-1) - 1, 0, c_l - 1)
-            v = xq[:, level][:, None]
-            left = v - _take_clipped(pm[path], (centre - reach - 1)[..., None], -jnp.inf)[..., 0]
-            right = _take_clipped(sm[path], (centre + reach + 1)[..., None], jnp.inf)[..., 0] - v
-            gap = jnp.minimum(gap, jnp.min(jnp.where(valid, jnp.minimum(left, right), jnp.inf), axis=1))
-            child = centre[..., None] + offsets  # (b, P, 2r+1)
-            valid = (valid[..., None] & (child >= 0) & (child < c_l)).reshape(b, -1)
-            path = (path[..., None] * c_l + jnp.clip(child, 0, c_l - 1)).reshape(b, -1)
-        # leaf: branchless lower-bound search of the query's code in each leaf list
-        code = jnp.floor(xq[:, dim - 1] * leaf_scale)[:, None]
-        base = path * leaf
-        p = jnp.zeros(path.shape, jnp.int32)
-        step = 1 << (leaf.bit_length() - 1)
-        while step:
-            cand = p + step
-            probe = flat_codes[base + jnp.clip(cand - 1, 0, leaf - 1)]
-            p = jnp.where((cand <= leaf) & (probe < code), cand, p)
-            step //= 2
-        start = jnp.clip(p - w, 0, leaf - 2 * w)
-        below = jnp.where(start > 0, flat_codes[base + jnp.maximum(start - 1, 0)], -jnp.inf)
-        above = jnp.where(start + 2 * w < leaf, flat_codes[base + jnp.minimum(start + 2 * w, leaf - 1)], jnp.inf)
-        v = xq[:, dim - 1][:, None]
-        # code c holds coordinates in [(c - 1) / s, (c + 2) / s] (float32 rounding included)
-        left = v - (below + 2.0) / leaf_scale
-        right = (above - 1.0) / leaf_scale - v
-        gap = jnp.minimum(gap, jnp.min(jnp.where(valid, jnp.minimum(left, right), jnp.inf), axis=1))
-        cand_pos = (base + start)[..., None] + jnp.arange(2 * w)  # (b, P, 2W)
-        cand_pos = cand_pos.reshape(b, -1)
-        cand_x = xq_all[cand_pos]  # (b, P*2W, D)
-        dd = dist_fn(xq[:, None, :], cand_x)
-        cand_id = order[cand_pos]
-        ok = jnp.repeat(valid, 2 * w, axis=1) & (cand_id != order[pos][:, None]) & (cand_id < n)
-        r = kth_smallest(jnp.where(ok, dd, jnp.inf), k)
-        return r, (r <= gap) | (r == 0.0)  # 0 is the smallest distance there is
+        q_ids = ids[qb]  # (c, B)
+        cand_ids = jnp.where(win_ok[..., None], ids[win], -1).reshape(c, 1, n_win * bsize)
+        dd = dist_fn([q[:, :, None] - p[win].reshape(c, 1, n_win * bsize) for q, p in zip(q_pts, pts)])
+        bad = (cand_ids < 0) | (cand_ids == q_ids[:, :, None])
+        r = _kth_grouped(jnp.where(bad, jnp.inf, dd).reshape(c * bsize, n_win, bsize), k).reshape(c, bsize)
+        return r, (r <= bound) | (r == 0.0)  # 0 is the smallest distance there is
 
-    r, exact = blocked_rows(query, n_pad, max(64, min(n_pad, (1 << 17) // (w * (2 * reach + 1) ** (dim - 1)))))()
-    exact = exact | (order >= n)  # padding rows need nothing
+    n_win = (2 * block_reach + 1) * (2 * cell_reach + 1) ** (dim - 1)
+    chunk = max(1, min(nb, (1 << 19) // (n_win * bsize * bsize + nb)))  # ~2 MiB of tiles a step
+    r, exact = blocked_rows(query, nb, chunk)()
+    r, exact = r.reshape(n_pad), exact.reshape(n_pad) | (order >= n)  # padding rows need nothing
 
     # rows whose candidates are not provably complete: dense, _FALLBACK_ROWS at a time
     todo = jnp.nonzero(~exact, size=n_pad, fill_value=n_pad)[0]
@@ -391,8 +398,12 @@ def _cells_kth(x: jax.Array, k: int, dist_fn, fallback_fn, layout, with_exact: b
     return out
 
 
-def _euclid(q: jax.Array, c: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.sum(jnp.square(q - c), axis=-1))
+def _sq_euclid(diffs: list[jax.Array]) -> jax.Array:
+    """Squared Euclidean norm of per-coordinate differences (order = Euclidean order)."""
+    out = jnp.square(diffs[0])
+    for v in diffs[1:]:
+        out = out + jnp.square(v)
+    return out
 
 
 def _use_cells(search: str, n: int, d: int) -> bool:
@@ -400,7 +411,7 @@ def _use_cells(search: str, n: int, d: int) -> bool:
         raise ValueError(f"search must be one of {SEARCHES}, got {search!r}")
     if search == "cells" and d > CELLS_MAX_DIM:
         raise ValueError(f"search='cells' covers d <= {CELLS_MAX_DIM}, got d={d}")
-    return search == "cells" or (search == "auto" and d <= CELLS_MAX_DIM and n >= CELLS_MIN_N)
+    return search == "cells" or (search == "auto" and d <= CELLS_MAX_DIM and n >= CELLS_MIN_N[d])
 
 
 def knn_distances(t, *, k=3, block=None, search="auto"):
@@ -410,7 +421,7 @@ def knn_distances(t, *, k=3, block=None, search="auto"):
       t: samples, one per row.
       k: neighbour order, ``1 <= k < n``; duplicates count as distinct neighbours.
       block: rows per block of dense pairwise work (default: ~2 MiB tiles).
-      search: ``'auto'`` (cells for d <= 3 and n >= CELLS_MIN_N, else dense),
+      search: ``'auto'`` (cells for d <= 3 and n >= CELLS_MIN_N[d], else dense),
         ``'dense'`` or ``'cells'`` (see the module docstring).
     """
     check_rank(t, 2, "t")
@@ -419,14 +430,13 @@ def knn_distances(t, *, k=3, block=None, search="auto"):
     if not _use_cells(search, n, d):
         return jnp.sqrt(_dense_kth_sq(t, k, block))
     tc = centered(t)
-    layout = _cells_layout(n, d, k)
     g, n_groups = _group_shape(n, k)
     cols = _pad_to(tc, g * n_groups)
 
     def fallback(rows):
-        return jnp.sqrt(_select_kth(_direct_sq(tc[rows], cols), rows, n, k, g, n_groups))
+        return _select_kth(_direct_sq(tc[rows], cols), rows, n, k, g, n_groups)
 
-    return _cells_kth(tc, k, _euclid, fallback, layout)
+    return jnp.sqrt(_cells_kth(tc, k, _sq_euclid, fallback, _cells_layout(n, d, k)))
 
 
 def knn_entropy(t, *, k=3, dim=None, min_dist=1e-10, block=None, search="auto"):
