@@ -312,18 +312,22 @@ def dir_name(overrides: str, max_len: int = MAX_DIR_NAME) -> str:
     """A valid, bounded and stable directory name for a job's overrides string.
 
     Characters outside ``[A-Za-z0-9._=+,@-]`` (``/``, brackets, spaces...) become ``_`` (orbax
-    cannot reopen checkpoints under a directory whose name holds ``[``); a name longer than
-    ``max_len`` keeps a readable prefix plus ``~`` and 12 hex digits of the full string's
-    SHA-256, so two different long override lists never share a directory and the same one
-    always maps to the same name (relaunching resumes). Empty overrides: ``default``.
+    cannot reopen checkpoints under a directory whose name holds ``[``). When characters were
+    replaced, or the name is longer than ``max_len``, it keeps a readable prefix plus ``~`` and
+    12 hex digits of the full string's SHA-256, so two different override lists never share a
+    directory (``a/b`` vs ``a_b``) and the same one always maps to the same name (relaunching
+    resumes). Empty overrides: ``default``.
     """
     import hashlib
 
     raw = str(overrides)
+    if not raw:
+        return "default"
     s = _SAFE.sub("_", raw).strip("._") or "default"
-    if s != raw.strip("._") or len(s) > max_len:
+    if s != raw or len(s) > max_len:
+        # replaced characters lose information (a/b and a_b would collide): the hash keeps names apart
         digest = hashlib.sha256(raw.encode()).hexdigest()[:12]
-        s = f"{s[: max_len - 13].rstrip('._')}~{digest}" if len(s) > max_len else s
+        s = f"{s[: max_len - 13].rstrip('._')}~{digest}"
     return s
 
 

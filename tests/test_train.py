@@ -16,19 +16,19 @@ import numpy as np
 import optax
 import pytest
 
+from ib_jax import config as C
 from ib_jax import data, models, train
 from ib_jax.gradient_stats import gradient_noise_stats, per_example_grads
 
 INF = float("inf")
-MODEL = models.ModelConfig(widths=(8, 6, 4), activation="tanh")
-CFG = train.TrainConfig(
-    optimizer="adam",
-    learning_rate=0.01,
-    batch_size=128,
+MODEL = C.ModelConf(widths=(8, 6, 4), activation="tanh")
+CFG = C.Config(
+    model=MODEL,
+    optimizer=C.OptimizerConf(name="adam", learning_rate=0.01, batch_size=128),
+    noise=C.NoiseConf(kind="cone"),
     steps=40,
     n_evals=3,
     probe_size=64,
-    noise=train.NoiseConfig(kind="cone"),
 )
 
 
@@ -39,7 +39,7 @@ def tishby():
 
 @pytest.fixture(scope="module")
 def trainer(tishby):
-    return train.Trainer(MODEL, CFG, tishby)
+    return train.Trainer(CFG, tishby)
 
 
 def run(trainer, pop, gaps):
@@ -143,9 +143,9 @@ def test_determinism(trainer):
 
 def test_population_member_equals_model_trained_alone(tishby):
     """Noiseless full-batch GD: a vmapped member == the same model stepped alone with plain optax."""
-    cfg = train.TrainConfig(optimizer="sgd", learning_rate=0.5, batch_size=0, steps=10, probe_size=0,
-                            estimators=train.EstimatorConfig(names=()))
-    tr = train.Trainer(MODEL, cfg, tishby)
+    cfg = C.Config(model=MODEL, optimizer=C.OptimizerConf(name="sgd", learning_rate=0.5, batch_size=0), noise=C.NoiseConf(kind="none"),
+                   estimator=C.EstimatorConf(names=()), steps=10, probe_size=0)
+    tr = train.Trainer(cfg, tishby)
     pop = train.Population(seeds=[7, 8], level=[INF, INF])
     states, _ = tr.run(tr.init(pop), [10])
     model = models.build(MODEL, 2)
@@ -193,6 +193,7 @@ def test_learns_tishby12_beyond_chance(trainer):
     assert (acc > 0.8).all(), acc  # chance is ~0.52
     i_xt = np.asarray(m["binning/i_xt"])  # (evals, P, layers)
     assert i_xt.shape[-1] == 4  # 3 hidden + output
+    assert trainer.layer_names == ["h1", "h2", "h3", "output"]
     assert (i_xt <= 12 + 1e-4).all() and (i_xt >= 0).all()
     h = np.asarray(m["binning/h_x_given_t"])
     np.testing.assert_allclose(h + i_xt, 12.0, atol=1e-4)
@@ -201,9 +202,9 @@ def test_learns_tishby12_beyond_chance(trainer):
 
 def test_learns_mnist1d_beyond_chance(tmp_path):
     ds = data.mnist1d(cache_dir=tmp_path, num_samples=1000)
-    cfg = train.TrainConfig(learning_rate=3e-3, batch_size=100, steps=300, n_evals=1, probe_size=0,
-                            estimators=train.EstimatorConfig(names=(), n_info=256))
-    res = train.train_population(models.ModelConfig(widths=(64, 64), activation="relu"), cfg, ds, train.population_grid([0, 1], [INF]))
+    cfg = C.Config(model=C.ModelConf(widths=(64, 64), activation="relu"), optimizer=C.OptimizerConf(name="adam", learning_rate=3e-3, batch_size=100),
+                   estimator=C.EstimatorConf(names=(), n_info=256), steps=300, n_evals=1, probe_size=0)
+    res = train.train_population(cfg, ds, train.population_grid([0, 1], [INF]))
     assert (res.final("test_accuracy") > 0.3).all(), res.final("test_accuracy")  # chance 0.1
 
 
@@ -245,9 +246,9 @@ SHARDED_CHILD = textwrap.dedent(
     sys.path.insert(0, {root!r})
     import jax
     assert len(jax.devices()) == 4, jax.devices()
-    from ib_jax import data, models, train
-    from tests.test_train import MODEL, CFG
-    tr = train.Trainer(MODEL, CFG, data.tishby12(seed=0, train_fraction=0.85))
+    from ib_jax import data, train
+    from tests.test_train import CFG
+    tr = train.Trainer(CFG, data.tishby12(seed=0, train_fraction=0.85))
     states = tr.init(train.Population(seeds=[0, 1, 2, 3], level=[float("inf"), 10.0, 1.0, 0.3]))
     assert len(states.params["Dense_0"]["kernel"].sharding.device_set) == 4
     _, m = tr.run(states, [0, 10, 10])
@@ -277,38 +278,45 @@ def test_sharded_population_equals_unsharded(trainer):
 @pytest.mark.parametrize(
     "cfg,match",
     [
-        (train.TrainConfig(optimizer="lbfgs"), "optimizer.name"),
-        (train.TrainConfig(learning_rate=-1.0), "learning_rate"),
-        (train.TrainConfig(batch_size=10**6), "batch_size"),
-        (train.TrainConfig(noise=train.NoiseConfig(kind="pink")), "noise.kind"),
-        (train.TrainConfig(noise=train.NoiseConfig(kind="cone", mode="disk")), "noise.mode"),
-        (train.TrainConfig(estimators=train.EstimatorConfig(names=("mine",))), "estimators.names"),
-        (train.TrainConfig(estimators=train.EstimatorConfig(names=("knn",), knn_k=5000, n_info=100)), "knn_k"),
+        (C.Config(optimizer=C.OptimizerConf(name="lbfgs")), r"optimizer\.name"),
+        (C.Config(optimizer=C.OptimizerConf(learning_rate=-1.0)), r"optimizer\.learning_rate"),
+        (C.Config(optimizer=C.OptimizerConf(batch_size=10**6)), r"optimizer\.batch_size"),
+        (C.Config(noise=C.NoiseConf(kind="pink")), r"noise\.kind"),
+        (C.Config(noise=C.NoiseConf(kind="cone", mode="disk")), r"noise\.mode"),
+        (C.Config(estimator=C.EstimatorConf(names=("mine",))), r"estimator\.names"),
+        (C.Config(estimator=C.EstimatorConf(names=("knn",), knn_k=5000, n_info=100)), r"estimator\.knn_k"),
     ],
 )
-def test_bad_config_fails_before_compute(cfg, match, tishby):
+def test_bad_config_fails_before_compute(cfg, match):
+    # every check lives in config.validate, which builds the job's pieces but compiles nothing
     with pytest.raises(ValueError, match=match):
-        train.Trainer(MODEL, cfg, tishby)
+        C.validate(cfg)
+
+
+def test_trainer_checks_the_batch_size_itself(tishby):
+    # the engine's one own check: a batch larger than the training split cannot be drawn
+    with pytest.raises(ValueError, match=r"optimizer\.batch_size"):
+        train.Trainer(C.Config(model=MODEL, optimizer=C.OptimizerConf(batch_size=len(tishby.y_train) + 1)), tishby)
 
 
 def test_bad_population_and_model():
     with pytest.raises(ValueError, match="snr"):
         train.Population(seeds=[0], level=[-1.0])
-    with pytest.raises(ValueError, match="model.activation"):
-        models.build(models.ModelConfig(activation="swish"), 2)
+    with pytest.raises(ValueError, match=r"model\.activation"):
+        models.build(C.ModelConf(activation="swish"), 2)
 
 
 def test_scheduled_update_noise_and_sgd_shaped_noise_in_the_trainer(tishby):
     # cone noise after Adam with a schedule: the last step's realized SNR is level * schedule(count)
-    sched = {"kind": "linear", "init_value": 1.0, "end_value": 0.1, "transition_steps": 10}
-    cfg = train.TrainConfig(steps=12, batch_size=64, n_evals=1, probe_size=0, estimators=train.EstimatorConfig(names=()),
-                            noise=train.NoiseConfig(kind="cone", position="update", schedule=sched))
-    res = train.train_population(MODEL, cfg, tishby, train.Population(seeds=[0, 1], level=[4.0, 20.0]))
+    sched = C.ScheduleConf(kind="linear", params={"init_value": 1.0, "end_value": 0.1, "transition_steps": 10})
+    cfg = C.Config(model=MODEL, optimizer=C.OptimizerConf(name="adam", batch_size=64), noise=C.NoiseConf(kind="cone", position="update"),
+                   schedule=sched, estimator=C.EstimatorConf(names=()), steps=12, n_evals=1, probe_size=0)
+    res = train.train_population(cfg, tishby, train.Population(seeds=[0, 1], level=[4.0, 20.0]))
     np.testing.assert_allclose(res.final("noise_realized_snr"), [0.4, 2.0], rtol=1e-3)  # schedule(11) = 0.1
     # SGD-shaped noise: per-example gradients of each member's own batch drive it
-    cfg = train.TrainConfig(steps=8, batch_size=32, n_evals=1, probe_size=0, estimators=train.EstimatorConfig(names=()),
-                            noise=train.NoiseConfig(kind="sgd_shaped"))
-    res = train.train_population(MODEL, cfg, tishby, train.Population(seeds=[0, 0], level=[INF, 1.0]))
+    cfg = C.Config(model=MODEL, optimizer=C.OptimizerConf(name="adam", batch_size=32), noise=C.NoiseConf(kind="sgd_shaped"),
+                   estimator=C.EstimatorConf(names=()), steps=8, n_evals=1, probe_size=0)
+    res = train.train_population(cfg, tishby, train.Population(seeds=[0, 0], level=[INF, 1.0]))
     snr = res.final("noise_realized_snr")
     assert snr[0] == np.inf and 0 < snr[1] < np.inf
     assert np.isfinite(res.final("train_loss")).all()
