@@ -32,12 +32,13 @@ register()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    from ib_jax.config import ConfigError
     from ib_jax.experiment import run
     from ib_jax.joblock import JobLocked
 
     try:
         run(cfg)
-    except (ValueError, JobLocked) as e:  # a refused config or a busy directory: the message says it all
+    except (ConfigError, JobLocked) as e:  # refused before any compute: the message says it all
         print(f"[ib-jax] error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
 

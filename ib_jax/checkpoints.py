@@ -24,8 +24,19 @@ def _saveable(states):
     return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, states)
 
 
+def _placed_like(x, ref):
+    """``x`` uncommitted when ``ref`` is: jit keys its programs, and the persistent compilation
+    cache its entries, on whether an argument is committed to a device. orbax returns committed
+    arrays while a freshly initialized state on one device is uncommitted, so without this a
+    resumed job would compile its training program a second time instead of reusing the cache."""
+    if getattr(ref, "committed", True):
+        return x
+    return jax.numpy.asarray(jax.device_get(x))
+
+
 def _restore_like(saved, like):
-    return jax.tree.map(lambda s, ref: jax.random.wrap_key_data(s) if _is_key(ref) else s, saved, like)
+    return jax.tree.map(lambda s, ref: (jax.random.wrap_key_data(_placed_like(s, ref)) if _is_key(ref) else _placed_like(s, ref)),
+                        saved, like)
 
 
 class Checkpoints:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 __all__ = [
+    "ConfigError",
     "Config",
     "DatasetConf",
     "ModelConf",
@@ -39,6 +40,11 @@ __all__ = [
     "safe_name",
     "dir_name",
 ]
+
+
+class ConfigError(ValueError):
+    """A job refused before any compute: a bad value, a changed config, a busy or used directory.
+    The CLI prints its message and exits with status 2; other errors keep their traceback."""
 
 
 def _tuples(obj) -> None:

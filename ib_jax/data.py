@@ -242,7 +242,7 @@ def from_npz(path: str | os.PathLike, *, seed: int = 0, train_fraction: float = 
         if "x_test" in f.files:
             if "y_test" not in f.files:
                 raise ValueError(f"dataset.path: {path} has x_test but no y_test")
-            xt, yt = _validate(f["x_test"], f["y_test"], f"{path} (test)")
+            xt, yt = _validate(f["x_test"], f["y_test"], f"dataset.path: {path} (test)")
             if xt.shape[1:] != x.shape[1:]:
                 raise ValueError(f"dataset.path: x_test features {xt.shape[1:]} differ from x {x.shape[1:]}")
             parts = (x, y, xt, yt)

@@ -276,7 +276,10 @@ def make_evaluate(step: Step, cfg, batch_size: int) -> Callable[[TrainState, dic
             out["noise_angle"] = diags[0].angle
         if cfg.probe_size > 0:
             out.update(_gradient_diagnostics(step, cfg, state, data, batch_size, k_est))
-        out = {k: jnp.where(state.diverged, jnp.nan, jnp.asarray(v).astype(jnp.float32)) for k, v in out.items()}
+        # masked from the evaluation where the member went bad: diverged already, or a loss already
+        # past diverge_factor x its first loss (the step that will mark it has not run yet)
+        bad = state.diverged | (out["train_loss"] > step.diverge_factor * jnp.maximum(state.first_loss, 1e-12))
+        out = {k: jnp.where(bad, jnp.nan, jnp.asarray(v).astype(jnp.float32)) for k, v in out.items()}
         out["step"] = state.step
         return out
 

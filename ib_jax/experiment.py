@@ -44,7 +44,7 @@ from ib_jax import plots, tracking
 from ib_jax import records as R
 from ib_jax import train as T
 from ib_jax.checkpoints import Checkpoints
-from ib_jax.config import Config, to_dict, validate
+from ib_jax.config import Config, ConfigError, to_dict, validate
 from ib_jax.joblock import JobLock
 from ib_jax.preemption import PreemptionGuard
 from ib_jax.summary import summarize, summary_table
@@ -85,7 +85,7 @@ def _rows(chunk: dict, eval_offset: int, steps: np.ndarray, members: Sequence[di
                 else:
                     for layer, x in zip(layer_names, v):
                         row[f"{name}/{layer}"] = float(x)
-            row["diverged"] = bool(diverged[i]) and math.isnan(row.get("train_loss", math.nan))  # masked from that step
+            row["diverged"] = math.isnan(row.get("train_loss", math.nan))  # masked from the evaluation it went bad
             rows.append(row)
     return rows
 
@@ -215,7 +215,10 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
     wandb from metrics -> compile -> train chunk by chunk (append rows, log, checkpoint;
     stop at a chunk boundary on SIGTERM/SIGUSR1/SIGUSR2) -> summary, table, plots.
     """
-    built = validate(cfg)  # every check before any compute (and before any file is touched)
+    try:
+        built = validate(cfg)  # every check before any compute (and before any file is touched)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     c = built.config
     hydra_dir, hydra_group, job_name = _hydra_output_dir()
     out = output_dir or c.paths.output_dir or hydra_dir or os.path.join("outputs", c.name)
@@ -226,10 +229,10 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
         try:
             if not c.resume and _has_results(out, metrics_path):
                 raise ValueError(f"resume=false but {out} already holds results; choose another hydra.run.dir (results are never overwritten)")
-            fingerprint = R.record_or_check_config(out, job_cfg, ignore_keys=IGNORED_KEYS)
-        except ValueError:
+            fingerprint = R.record_or_check_config(out, job_cfg, ignore_keys=IGNORED_KEYS, defaults=to_dict(Config()))
+        except ValueError as e:
             lock.release(restore=True)  # a refused launch leaves every file as it was, job.lock included
-            raise
+            raise ConfigError(str(e)) from e
         _write_hydra_record(out, job_cfg)
         ckpt = Checkpoints(os.path.join(out, "checkpoints")) if c.checkpoint else None
         try:
@@ -311,7 +314,11 @@ def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_g
             wb.close(preempted=True)
             guard.exit_for_requeue(f"[ib-jax] preempted (signal {guard.signal.name}): checkpoint saved after {done}/{len(gaps)} "
                                    f"evaluations in {out}; relaunch the same command to resume")
-    return _finish(c, built, out, metrics_path, members, layer_names, states, wb, level_name, t0, compile_s, cache_dir)
+        # training is complete: a signal now only waits for the summary (seconds) to be written
+        summary = _finish(c, built, out, metrics_path, members, layer_names, states, wb, level_name, t0, compile_s, cache_dir)
+        if guard.requested:
+            print(f"[ib-jax] signal {guard.signal.name} received after training finished; the job is complete")
+        return summary
 
 
 def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level_name, t0, compile_s, cache_dir) -> dict:

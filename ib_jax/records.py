@@ -436,7 +436,7 @@ DEFAULT_FRESH_HINT = ("To run the new configuration, start a fresh job in a new 
 
 
 def record_or_check_config(job_dir: str, cfg: dict, *, ignore_keys: Sequence[str] = (), filename: str = CONFIG_FILE,
-                           fresh_hint: str = DEFAULT_FRESH_HINT) -> str:
+                           fresh_hint: str = DEFAULT_FRESH_HINT, defaults: dict | None = None) -> str:
     """Fix a job's configuration at its first launch; refuse a relaunch that changes it. Returns the fingerprint.
 
     ``cfg``: the resolved config as plain containers. ``ignore_keys``: dotted keys
@@ -449,6 +449,10 @@ def record_or_check_config(job_dir: str, cfg: dict, *, ignore_keys: Sequence[str
     compares the recorded config (minus the current ``ignore_keys``) with
     ``cfg`` and raises :class:`ConfigMismatch` naming every differing key with
     its old and new value; nothing is written in either failing case.
+
+    ``defaults``: the schema's default config. A key absent from the record (added to the schema
+    after the job started) whose new value is its default does not count as a difference, so a
+    new setting does not block resuming the jobs already running.
     """
     path = os.path.join(job_dir, filename)
     new = drop_keys(cfg, ignore_keys)
@@ -473,6 +477,11 @@ def record_or_check_config(job_dir: str, cfg: dict, *, ignore_keys: Sequence[str
     if config_fingerprint(old) == fp:
         return fp
     diff = config_diff(old, new)
+    if defaults is not None:
+        flat_defaults = _flatten(drop_keys(defaults, ignore_keys))
+        diff = [(k, a, b) for k, a, b in diff if not (isinstance(a, _Absent) and k in flat_defaults and flat_defaults[k] == b)]
+        if not diff:
+            return config_fingerprint(old)
     lines = [f"{job_dir}: this launch's configuration differs from the one recorded at the job's first launch "
              f"({path}, fingerprint {config_fingerprint(old)[:12]}, now {fp[:12]}); a job's configuration is fixed "
              f"once it has started. Differing keys (recorded -> this launch):"]

@@ -4,8 +4,10 @@ Usage: python scripts/aggregate.py multirun/snr_sweep [more dirs...] [--out DIR]
 
 Reads only local files (works offline): every job directory below the given
 ones that holds a ``summary.json``; a job's *setting* is its hydra overrides
-(``.hydra/overrides.yaml``). For every setting x noise level it reports the
-mean and spread (std) over seeds of the final generalization gap (loss and
+(``.hydra/overrides.yaml``). A setting found in two directories (the same config fingerprint
+in ``job_config.json``, else the same overrides: a copied job directory, a sweep run twice
+into different directories) is warned about and counted once. For every setting x noise level it reports the
+mean over seeds with its 95% Student-t interval (and the std) of the final generalization gap (loss and
 accuracy), of H(X|T) per layer, of the realized injected SNR and of SGD's own
 SNR, and H(X|T) per layer at matched training loss (the first evaluation at which
 each member reached the train loss that all members of its job reached). Writes ``aggregate.csv``, ``aggregate.md`` and PNGs (gap and H(X|T)
@@ -26,6 +28,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ib_jax import plots  # noqa: E402  (sets the Agg backend)
+from ib_jax.records import loads_strict  # noqa: E402
+from ib_jax.stats import paired_difference, t_interval  # noqa: E402
+from ib_jax.summary import paired_by_seed, reference_level  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -42,7 +47,51 @@ def find_jobs(roots):
                 jobs.append(dirpath)
     if not jobs:
         raise SystemExit(f"aggregate: no summary.json below {roots} (did the jobs finish?)")
-    return sorted(jobs)
+    by_path = {}
+    for job in sorted(jobs):
+        by_path.setdefault(os.path.realpath(job), job)  # one job reached from two roots is one job
+    return sorted(by_path.values())
+
+
+def setting_key(job_dir):
+    """What identifies a job's setting: the config fingerprint fixed at its first launch
+    (``job_config.json``), else its overrides (jobs written before the fingerprint existed)."""
+    path = os.path.join(job_dir, "job_config.json")
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                return "config fingerprint", str(json.load(f)["fingerprint"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"aggregate: warning: {path} is unreadable ({type(e).__name__}: {e}); identifying the job by its overrides",
+                  file=sys.stderr)
+    return "overrides", setting_of(job_dir)
+
+
+def _is_original(job_dir):
+    """Whether the job ran in this directory (its summary names it), not in a copy of it."""
+    try:
+        with open(os.path.join(job_dir, "summary.json"), encoding="utf-8") as f:
+            recorded = json.load(f).get("output_dir")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return bool(recorded) and os.path.realpath(recorded) == os.path.realpath(job_dir)
+
+
+def unique_settings(jobs):
+    """One job per setting: a setting found in several directories (a copied or re-run job
+    directory) would be counted twice as if it were more seeds. Keeps the directory the job
+    ran in (else the first by path), warns naming the others."""
+    groups = {}
+    for job in jobs:
+        groups.setdefault(setting_key(job), []).append(job)
+    kept = []
+    for (how, key), group in groups.items():
+        keep = min(group, key=lambda j: (not _is_original(j), j))
+        kept.append(keep)
+        for other in sorted(set(group) - {keep}):
+            print(f"aggregate: warning: the setting of {other} appears twice (same {how} {key[:64]} as {keep}); "
+                  f"counted once, from {keep}", file=sys.stderr)
+    return sorted(kept)
 
 
 def setting_of(job_dir):
@@ -58,7 +107,7 @@ def setting_of(job_dir):
 
 
 def level_of(member):
-    for key in ("snr", "sigma"):
+    for key in ("snr", "sigma", "p"):
         if key in member:
             return key, float(member[key])
     return "snr", float("nan")
@@ -66,42 +115,63 @@ def level_of(member):
 
 def aggregate(roots, estimator="binning"):
     rows, layers_all = [], []
-    for job in find_jobs(roots):
+    for job in unique_settings(find_jobs(roots)):
         with open(os.path.join(job, "summary.json")) as f:
-            summary = json.load(f)
+            summary = loads_strict(f.read())  # strict JSON: the level "inf" comes back as a float
         setting = setting_of(job)
         by_level = {}
         for m in summary["members"]:
             name, lv = level_of(m)
             by_level.setdefault((name, lv), []).append(m)
+        # each level is compared with the job's reference level (no noise) by the paired difference of same-seed members
+        ref = reference_level([lv for _, lv in by_level], next(iter(by_level))[0]) if by_level else None
         for (name, lv), members in sorted(by_level.items(), key=lambda kv: (np.isinf(kv[0][1]), kv[0][1])):
             ok = [m for m in members if not m.get("diverged")]
             prefix = f"final/{estimator}/h_x_given_t/"
             layers = [k[len(prefix):] for k in (ok or members)[0] if k.startswith(prefix)]
             layers_all = layers_all or layers
 
-            def stat(key):
-                v = np.array([m.get(key, np.nan) if m.get(key) is not None else np.nan for m in ok], float)
-                return (float(np.nanmean(v)), float(np.nanstd(v))) if len(v) and np.isfinite(v).any() else (np.nan, np.nan)
-
             row = {"setting": setting, "job_dir": job, "level_name": name, "level": lv, "seeds": len(ok), "diverged": len(members) - len(ok)}
+
+            def put(label, key, row=row, ok=ok, name=name, lv=lv):
+                """``{label}_mean``, ``_std`` and the 95% Student-t interval ``_lo``, ``_hi`` over seeds (NaN for one seed);
+                at a level other than the reference, ``d_{label}_mean/_lo/_hi/_p``: the paired difference (same seed) to it."""
+                v = np.array([np.nan if m.get(key) is None else float(m[key]) for m in ok], float)
+                v = v[np.isfinite(v)]
+                iv = t_interval(v) if len(v) else None
+                row[f"{label}_mean"] = float(iv.mean) if iv is not None else np.nan
+                row[f"{label}_std"] = float(np.std(v)) if len(v) else np.nan
+                row[f"{label}_lo"], row[f"{label}_hi"] = (float(iv.lo), float(iv.hi)) if len(v) > 1 else (np.nan, np.nan)
+                if ref is not None and lv != ref:
+                    d = paired_difference(*paired_by_seed(summary["members"], name, lv, ref, key))
+                    row[f"d_{label}_mean"], row[f"d_{label}_lo"], row[f"d_{label}_hi"], row[f"d_{label}_p"] = (
+                        float(d.mean), float(d.lo), float(d.hi), float(d.p_value))
+
             for key, label in [("final/gap_loss", "gap_loss"), ("final/gap_accuracy", "gap_accuracy"), ("final/test_accuracy", "test_accuracy"),
                                ("final/noise_realized_snr", "realized_snr"), ("final/sgd_snr", "sgd_snr")]:
-                row[f"{label}_mean"], row[f"{label}_std"] = stat(key)
+                put(label, key)
             for layer in layers:
-                row[f"h_x_given_t_{layer}_mean"], row[f"h_x_given_t_{layer}_std"] = stat(prefix + layer)
+                put(f"h_x_given_t_{layer}", prefix + layer)
             # at matched training loss (per job: the loss all its members reached), claim 1 of the brief
-            row["matched_step_mean"], row["matched_step_std"] = stat("matched/step")
+            put("matched_step", "matched/step")
             for layer in layers:
-                row[f"matched_h_x_given_t_{layer}_mean"], row[f"matched_h_x_given_t_{layer}_std"] = stat(f"matched/{estimator}/h_x_given_t/{layer}")
+                put(f"matched_h_x_given_t_{layer}", f"matched/{estimator}/h_x_given_t/{layer}")
             rows.append(row)
     return rows, layers_all
 
 
 def markdown(rows, layers):
     def ms(r, k):
-        m, s = r[f"{k}_mean"], r[f"{k}_std"]
-        return "n/a" if not np.isfinite(m) else f"{m:.3f} ± {s:.3f}"
+        m, lo, hi = r[f"{k}_mean"], r.get(f"{k}_lo", np.nan), r.get(f"{k}_hi", np.nan)
+        if not np.isfinite(m):
+            return "n/a"
+        return f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{m:.3f} (n=1)"
+
+    def paired(r, k):
+        m, lo, hi, p = (r.get(f"d_{k}_{s}", np.nan) for s in ("mean", "lo", "hi", "p"))
+        if not np.isfinite(m):
+            return "n/a"
+        return f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] p={p:.2g}" if np.isfinite(lo) else f"{m:+.3f} (n=1)"
 
     head = (["setting", "level", "seeds", "gap loss", "gap acc", "realized SNR", "SGD SNR"] + [f"H(X|T) {l}" for l in layers]
             + [f"H(X|T) {l} at matched loss" for l in layers])
@@ -112,6 +182,17 @@ def markdown(rows, layers):
         cells += [ms(r, f"h_x_given_t_{l}") if f"h_x_given_t_{l}_mean" in r else "n/a" for l in layers]
         cells += [ms(r, f"matched_h_x_given_t_{l}") if f"matched_h_x_given_t_{l}_mean" in r else "n/a" for l in layers]
         out.append("| " + " | ".join(cells) + " |")
+    out = ["mean [95% t-interval over seeds: mean ± t(0.975, n-1) s/√n]; n=1: one seed, no interval", ""] + out
+    diffs = [r for r in rows if "d_gap_loss_mean" in r]
+    if diffs:
+        head = ["setting", "level", "Δ gap loss", "Δ gap acc"] + [f"Δ H(X|T) {l}" for l in layers]
+        out += ["", "paired difference vs each job's reference level (no noise: snr=inf, sigma/p=0, else the first level): members "
+                "with the same seed, level minus reference, mean [95% paired t-interval] and the paired t-test's p-value", "",
+                "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        for r in diffs:
+            cells = [r["setting"], f"{r['level_name']}={plots.level_label(r['level'])}", paired(r, "gap_loss"), paired(r, "gap_accuracy")]
+            cells += [paired(r, f"h_x_given_t_{l}") for l in layers]
+            out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -129,7 +210,10 @@ def plot(rows, layers, out_dir):
             if not rs:
                 continue
             xs = plots.level_positions([r["level"] for r in rs])
-            ax.errorbar(xs, [r[f"{key}_mean"] for r in rs], yerr=[r[f"{key}_std"] for r in rs], marker="o", capsize=2, label=s)
+            mean = np.array([r[f"{key}_mean"] for r in rs])
+            lo, hi = (np.array([r.get(f"{key}_{e}", np.nan) for r in rs]) for e in ("lo", "hi"))
+            yerr = np.nan_to_num(np.stack([mean - lo, hi - mean]), nan=0.0)  # one seed: no bar
+            ax.errorbar(xs, mean, yerr=yerr, marker="o", capsize=2, label=s)
             ax.set_xticks(xs, [plots.level_label(r["level"]) for r in rs])
         ax.set_xscale("log")
         ax.set_xlabel(rows[0]["level_name"])
@@ -137,7 +221,7 @@ def plot(rows, layers, out_dir):
     for k in range(len(panels), nrows * cols):
         axes[k // cols][k % cols].axis("off")
     axes[0][0].legend(fontsize=6)
-    fig.suptitle("final values across jobs (mean ± std over seeds)")
+    fig.suptitle("final values across jobs (mean, 95% t-interval over seeds)")
     fig.tight_layout()
     path = os.path.join(out_dir, "aggregate.png")
     fig.savefig(path, dpi=110)
