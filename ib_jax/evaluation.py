@@ -228,15 +228,17 @@ def _gradient_diagnostics(step: Step, cfg, state: TrainState, data, batch_size: 
     return out
 
 
-def make_evaluate(step: Step, cfg, batch_size: int) -> Callable[[TrainState, dict], dict]:
+def make_evaluate(step: Step, cfg, batch_size: int, extra: dict[str, Estimator] | None = None) -> Callable[[TrainState, dict], dict]:
     """``evaluate(state, data) -> {metric: scalar or (L,)}`` for one member (vmap it).
 
     ``data`` holds ``x_train, y_train, x_test, y_test`` (losses, gaps), ``x_info, y_info``
     (the information set) and ``x_probe, y_probe`` (SGD's own gradient noise). A diverged
-    member's metrics are NaN from the step it diverged.
+    member's metrics are NaN from the step it diverged. ``extra``: estimators by name that are not
+    (and need not be) registered, for tools built on the evaluation (re-estimation).
     """
     est_cfg = cfg.estimator
-    entries = [(name, ESTIMATORS.get(name)) for name in est_cfg.names]
+    extra = extra or {}
+    entries = [(name, extra[name] if name in extra else ESTIMATORS.get(name)) for name in est_cfg.names]
 
     hc = getattr(step.model, "hidden_channels", None)
     channels = hc() if callable(hc) else None

@@ -30,7 +30,6 @@ Guarantees (each tested by injecting the fault in a subprocess, tests/test_fault
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
