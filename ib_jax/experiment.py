@@ -46,7 +46,7 @@ from ib_jax.checkpoints import Checkpoints
 from ib_jax.config import Config, ConfigError, to_dict, validate
 from ib_jax.joblock import JobLock
 from ib_jax.preemption import PreemptionGuard
-from ib_jax.summary import summarize, summary_table
+from ib_jax.summary import ib_frontier_for, level_statistics, summarize, summary_table
 
 __all__ = ["run", "read_metrics", "rows_to_arrays", "setup_compilation_cache", "IGNORED_KEYS", "load_snapshot", "snapshot_path"]
 
@@ -332,7 +332,9 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
     images = []
     try:
         if estimator:
-            images += plots.information_planes(metrics, all_steps, members, layer_names, out, estimator, level_name, title=title)
+            frontier = ib_frontier_for(built.dataset, kind=c.dataset.name, n_info=c.estimator.n_info, info_seed=c.estimator.info_seed)
+            images += plots.information_planes(metrics, all_steps, members, layer_names, out, estimator, level_name, title=title,
+                                               frontier=frontier)
             images += plots.conditional_entropy_vs_step(metrics, all_steps, members, layer_names, out, estimator, level_name, title=title)
         images += plots.gap_vs_level(metrics, members, out, level_name, title=title)
     except Exception as e:  # noqa: BLE001 - a plot never costs the records
@@ -350,6 +352,7 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
         "members": summaries,
         "diverged_members": [s["member"] for s in summaries if s["diverged"]],
         "table": table,
+        "levels": level_statistics(summaries, layer_names, level_name),
         "plots": [os.path.abspath(p) for p in images],
         "wandb_run_ids": wb.ids if c.logger.wandb else [],
         "wandb_dir": os.path.abspath(os.path.join(out, "wandb")) if c.logger.wandb else None,

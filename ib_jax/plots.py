@@ -67,8 +67,14 @@ def _by_level(members):
     return dict(sorted(groups.items(), key=lambda kv: (np.isinf(kv[0]), kv[0])))
 
 
-def information_planes(metrics, steps, members, layer_names, out_dir, estimator="binning", level_name="snr", title="") -> list[str]:
-    """One PNG per noise level: I(X;T) vs I(T;Y) of every layer, coloured by step (mean over seeds)."""
+def information_planes(metrics, steps, members, layer_names, out_dir, estimator="binning", level_name="snr", title="",
+                       frontier=None) -> list[str]:
+    """One PNG per noise level: I(X;T) vs I(T;Y) of every layer, coloured by step (mean over seeds).
+
+    ``frontier``: optional ``(i_xt, i_ty)`` arrays in bits, the exact information-bottleneck
+    bound of the data set (:func:`ib_jax.summary.ib_frontier_for`), drawn as a dashed curve
+    labelled "IB bound": no layer's true (I(X;T), I(T;Y)) lies above it.
+    """
     ix, iy = metrics.get(f"{estimator}/i_xt"), metrics.get(f"{estimator}/i_ty")
     if ix is None or iy is None:
         return []
@@ -81,6 +87,9 @@ def information_planes(metrics, steps, members, layer_names, out_dir, estimator=
         if not (np.isfinite(x).any() and np.isfinite(y).any()):
             continue  # every member of this level diverged: nothing to draw
         fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        if frontier is not None:
+            fx, fy = (np.asarray(a, float) for a in frontier)
+            ax.plot(fx, fy, color="k", ls="--", lw=1.0, zorder=0, label="IB bound")
         sc = None
         for layer in range(x.shape[1]):
             ax.plot(x[:, layer], y[:, layer], color="0.8", lw=0.8, zorder=1)
@@ -91,7 +100,8 @@ def information_planes(metrics, steps, members, layer_names, out_dir, estimator=
             fig.colorbar(sc, ax=ax, label="step")
         leg = ax.legend(fontsize=7, loc="lower right", title="layer", title_fontsize=7, markerscale=1.2)
         for h in leg.legend_handles:
-            h.set_color("0.3")
+            if not isinstance(h, matplotlib.lines.Line2D):  # layer markers in grey; the IB bound keeps its dashed black
+                h.set_color("0.3")
         ax.set_xlabel("I(X;T) [bits]")
         ax.set_ylabel("I(T;Y) [bits]")
         ax.set_title(f"information plane, {level_name}={level_label(level)}, {len(idx)} seeds\n{title}", fontsize=8)

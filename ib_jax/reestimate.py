@@ -512,7 +512,7 @@ def _write_files(out: str, result: Result, job: Job, cfg: Config, options: Optio
         if "train_loss" in metrics else []
     for name in names:
         if summaries and f"{name}/h_x_given_t" in metrics:
-            tables.append(f"## {name}\n\n" + summary_table(summaries, result.layer_names, result.level_name, name))
+            tables.append(f"## {name}\n\n" + summary_table(summaries, result.layer_names, result.level_name, name, trajectories=[name]))
         d = os.path.join(out, "plots", name)
         os.makedirs(d, exist_ok=True)
         title = _title(cfg, name, options)

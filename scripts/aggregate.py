@@ -206,7 +206,7 @@ def plot(rows, layers, out_dir):
     for p, (key, label) in enumerate(panels):
         ax = axes[p // cols][p % cols]
         for s in settings:
-            rs = [r for r in rows if r["setting"] == s and f"{key}_mean" in r]
+            rs = [r for r in rows if r["setting"] == s and np.isfinite(r.get(f"{key}_mean", np.nan))]  # nothing to draw: no log axis
             if not rs:
                 continue
             xs = plots.level_positions([r["level"] for r in rs])
