@@ -337,7 +337,10 @@ def test_dir_name_is_a_bounded_stable_path_component(tmp_path):
         assert valid_component(n) and n == C.dir_name(overrides), (overrides, n)
         (tmp_path / n).mkdir()  # a real directory, directly under its parent
         assert (tmp_path / n).resolve().parent == tmp_path.resolve()
-    assert C.dir_name("dataset.path=/data/x.npz") == "dataset.path=_data_x.npz"  # short names stay readable
+    # short names stay readable; a replaced character adds the hash, so a/b and a_b never collide
+    assert C.dir_name("dataset.path=/data/x.npz").startswith("dataset.path=_data_x.npz~")
+    assert C.dir_name("dataset.path=/data/a_b.npz") != C.dir_name("dataset.path=/data/a/b.npz")
+    assert C.dir_name("noise=cone,seeds=2") == "noise=cone,seeds=2"  # nothing replaced: no hash
     assert C.dir_name("") == "default"
     grid = [f"{v:.6g}" for v in np.logspace(-3, 3, 200)]
     long_a = "noise.snr=[" + ",".join(grid) + "]"
@@ -358,7 +361,7 @@ def test_safe_name_refuses_paths():
     with pytest.raises(Exception, match="name must be one path component"):
         node.dir
     node.name = "ok"
-    assert node.dir == "outputs/ok/a=_1,2"  # brackets become _, then trimmed at the ends
+    assert node.dir.startswith("outputs/ok/a=_1,2~")  # brackets become _, plus the hash of the original
 
 
 def test_cli_name_escaping_outputs_is_refused_and_writes_nothing(tmp_path):

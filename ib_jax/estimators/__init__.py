@@ -9,6 +9,7 @@ representations of n distinct inputs, X uniform over them: H(X) = log2 n.
 
 from ib_jax.estimators._common import check_finite, pad_layers, to_bits
 from ib_jax.estimators.binning import (
+    host_sort,
     bin_codes,
     binned_conditional_entropy_x,
     binned_entropy,
@@ -36,6 +37,7 @@ from ib_jax.estimators.knn import (
 from ib_jax.estimators.sp import gaussian_entropy_bits, sp_mutual_information
 
 __all__ = [
+    "host_sort",
     "bin_codes",
     "binned_conditional_entropy_x",
     "binned_entropy",
