@@ -461,11 +461,14 @@ def test_trace_h_sigma_and_b_noise_match_dense():
     example_loss, params, x, y = _tiny_problem()
     tr, ghg = _dense_curvature(example_loss, params, x, y)
     assert ghg > 0 and tr > 0  # a problem where both are meaningful
-    out = jax.jit(lambda p: gradient_stats.curvature_noise_stats(example_loss, p, x, y, chunk_size=5))(params)
+    # full float32 matmuls: a GPU's default (TF32) would round at the 1e-4 level compared here
+    with jax.default_matmul_precision("highest"):
+        out = jax.jit(lambda p: gradient_stats.curvature_noise_stats(example_loss, p, x, y, chunk_size=5))(params)
     assert float(out["trace_h_sigma"]) == pytest.approx(tr, rel=1e-4)
     assert float(out["g_h_g"]) == pytest.approx(ghg, rel=1e-4)
     assert float(out["b_noise"]) == pytest.approx(tr / ghg, rel=2e-4)
-    assert float(gradient_stats.b_noise(example_loss, params, x, y)) == pytest.approx(tr / ghg, rel=2e-4)
+    with jax.default_matmul_precision("highest"):
+        assert float(gradient_stats.b_noise(example_loss, params, x, y)) == pytest.approx(tr / ghg, rel=2e-4)
 
     # Hutchinson with one Rademacher probe is unbiased: the mean of N estimates is within 5 sd/sqrt(N)
     @jax.jit

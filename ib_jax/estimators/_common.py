@@ -117,8 +117,11 @@ def sq_distances(a: jax.Array, b: jax.Array, b_sqnorm: jax.Array | None = None) 
         return out
     a_sq = jnp.sum(a * a, axis=-1)
     b_sq = jnp.sum(b * b, axis=-1) if b_sqnorm is None else b_sqnorm
-    d2 = a_sq[:, None] + b_sq[None, :] - 2.0 * (a @ b.T)
-    return jnp.maximum(d2, 0.0)
+    d2 = a_sq[:, None] + b_sq[None, :] - 2.0 * jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
+    # below the form's float32 resolution (~eps (|a|^2 + |b|^2)) a distance is unresolved: 0, so
+    # duplicates are at distance 0 whatever the backend's summation order
+    tol = 8.0 * float(np.finfo(np.float32).eps) * jnp.maximum(a_sq[:, None], b_sq[None, :])
+    return jnp.where(d2 <= tol, 0.0, d2)
 
 
 def centered(t: jax.Array) -> jax.Array:

@@ -185,14 +185,22 @@ class _SqEuclid:
         # full float32 products: GPUs would otherwise use TF32 (10-bit mantissa) for f32 dots
         return jnp.matmul(aug, self.cols.T, precision=jax.lax.Precision.HIGHEST)
 
+    def _floor(self, d2: jax.Array, sq_rows: jax.Array) -> jax.Array:
+        """Below the matmul form's float32 resolution (|t_i|^2 + |t_j|^2 - 2 t_i.t_j cancels to
+        ~eps (|t_i|^2 + |t_j|^2), and |t_j| ~ |t_i| for a near neighbour) a squared distance is
+        unresolved: read it as 0, so duplicate rows are at distance 0 whatever the backend's
+        summation order (a GPU's differs from the norms' and left ~1e-3 for duplicates)."""
+        tol = 8.0 * np.finfo(np.float32).eps * sq_rows
+        return jnp.where(d2 <= tol, 0.0, d2)
+
     def finish(self, rows: jax.Array, v: jax.Array) -> jax.Array:
         """Selected tile values ``(b,)`` -> squared distances."""
-        return v if self.direct else jnp.maximum(v + self.sq[rows], 0.0)
+        return v if self.direct else self._floor(jnp.maximum(v + self.sq[rows], 0.0), self.sq[rows])
 
     def full(self, rows: jax.Array) -> jax.Array:
         """Squared distances ``(b, n_pad)`` (the row constant added back)."""
         v = self.tile(rows)
-        return v if self.direct else jnp.maximum(v + self.sq[rows][:, None], 0.0)
+        return v if self.direct else self._floor(jnp.maximum(v + self.sq[rows][:, None], 0.0), self.sq[rows][:, None])
 
 
 def _dense_kth_sq(t: jax.Array, k: int, block: int | None) -> jax.Array:
