@@ -480,39 +480,9 @@ def binned_information(t, y=None, *, n_classes=None, n_bins=30, lo=-1.0, hi=1.0,
     n = t.shape[0]
     codes = bin_codes(t, n_bins=n_bins, lo=lo, hi=hi, method=method, unit_mask=unit_mask, bin_width=bin_width,
                       data_range=data_range)
-    if y is None:
-        log_t, _ = _sum_log_pattern_counts(codes, n_bins, None, 0)
-        h_t = _entropy_from_sum_logs(log_t, n)
-        extra = {}
-        if miller_madow:
-            m_t, _ = _count_distinct_rows(codes, n_bins, None)
-            h_t = h_t + miller_madow_correction(m_t, n)
-            extra = {"n_patterns_t": m_t.astype(jnp.float32)}
-        h_t = nan_unless_finite(h_t, t)
-        return {"h_t": h_t, "i_xt": h_t, "h_x_given_t": jnp.log2(jnp.float32(n)) - h_t, **extra}
-    y, n_classes, in_range = _labels(t, y, n_classes)
-    log_t, log_ty = _sum_log_pattern_counts(codes, n_bins, y, _y_bits(n_classes))
-    h_t = _entropy_from_sum_logs(log_t, n)
-    h_ty = _entropy_from_sum_logs(log_ty, n)
-    h_y = _label_entropy(y, n_classes)
-    extra = {}
-    if miller_madow:
-        m_t, m_ty = _count_distinct_rows(codes, n_bins, y)
-        m_y = jnp.sum(jnp.bincount(y, length=n_classes) > 0)
-        h_t = h_t + miller_madow_correction(m_t, n)
-        h_ty = h_ty + miller_madow_correction(m_ty, n)
-        h_y = h_y + miller_madow_correction(m_y, n)
-        extra = {"n_patterns_t": m_t.astype(jnp.float32), "n_patterns_ty": m_ty.astype(jnp.float32)}
-    out = {
-        "h_t": h_t,
-        "i_xt": h_t,
-        "h_x_given_t": jnp.log2(jnp.float32(n)) - h_t,
-        "h_y": h_y,
-        "h_ty": h_ty,
-        "i_ty": h_t + h_y - h_ty,
-        **extra,
-    }
-    return {k: jnp.where(in_range, nan_unless_finite(v, t), jnp.nan) for k, v in out.items()}
+    # one counting path for binned and quantized (exact) layers; NaN for a non-finite t
+    out = information_from_codes(codes, y, n_codes=n_bins, n_classes=n_classes, miller_madow=miller_madow)
+    return {k: nan_unless_finite(v, t) for k, v in out.items()}
 
 
 def binned_entropy(t, *, n_bins=30, lo=-1.0, hi=1.0, method="uniform", unit_mask=None, bin_width=None, data_range="layer",
