@@ -245,12 +245,12 @@ SHARDED_CHILD = textwrap.dedent(
     import json, sys, numpy as np
     sys.path.insert(0, {root!r})
     import jax
-    assert len(jax.devices()) == 4, jax.devices()
+    assert len(jax.devices()) == 8, jax.devices()
     from ib_jax import data, train
     from tests.test_train import CFG
     tr = train.Trainer(CFG, data.tishby12(seed=0, train_fraction=0.85))
-    states = tr.init(train.Population(seeds=[0, 1, 2, 3], level=[float("inf"), 10.0, 1.0, 0.3]))
-    assert len(states.params["Dense_0"]["kernel"].sharding.device_set) == 4
+    states = tr.init(train.Population(seeds=[0, 1, 2, 3, 4, 5, 6, 7], level=[float("inf"), 10.0, 1.0, 0.3] * 2))
+    assert len(states.params["Dense_0"]["kernel"].sharding.device_set) == 8
     _, m = tr.run(states, [0, 10, 10])
     print(json.dumps({{k: np.asarray(v).tolist() for k, v in m.items() if k in ("train_loss", "binning/i_xt", "noise_angle")}}))
     """
@@ -259,14 +259,14 @@ SHARDED_CHILD = textwrap.dedent(
 
 def test_sharded_population_equals_unsharded(trainer):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", SHARDED_CHILD.format(root=root)], capture_output=True, text=True, env=env, cwd=root, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     sharded = json.loads(out.stdout.strip().splitlines()[-1])
-    _, m = run(trainer, train.Population(seeds=[0, 1, 2, 3], level=[INF, 10.0, 1.0, 0.3]), [0, 10, 10])
+    _, m = run(trainer, train.Population(seeds=[0, 1, 2, 3, 4, 5, 6, 7], level=[INF, 10.0, 1.0, 0.3] * 2), [0, 10, 10])
     for k, v in sharded.items():
         # losses and angles: float tolerance. Binned quantities are step functions of the
-        # activations: the 4-device program rounds differently in the last bit, which can move
+        # activations: the 8-device program rounds differently in the last bit, which can move
         # one of the 4096 rows across a bin edge: |dH| <= ~ 2 log2(n) / n = 6e-3 bits.
         atol = 6e-3 if k.startswith("binning/") else 1e-6
         np.testing.assert_allclose(np.asarray(v, float), np.asarray(m[k], float), rtol=1e-5, atol=atol, err_msg=k)
