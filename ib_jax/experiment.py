@@ -120,9 +120,6 @@ def rows_to_arrays(rows: Sequence[dict], n_members: int, layer_names) -> tuple[n
     return steps, out
 
 
-# ------------------------------------------------------------------ checkpoints
-
-
 # ------------------------------------------------------------------------ run
 
 

@@ -20,7 +20,7 @@ No metaclasses and no import-time discovery magic: a registry is a dict with a g
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["Registry", "NOISE", "ESTIMATORS", "DATASETS", "MODELS", "SCHEDULES", "OPTIMIZERS", "load_plugins", "plugins_from_argv", "ensure_builtins"]
@@ -144,5 +144,3 @@ def ensure_builtins() -> None:
     for m in ("ib_jax.noise_kinds", "ib_jax.evaluation", "ib_jax.data", "ib_jax.models", "ib_jax.schedules", "ib_jax.step"):
         importlib.import_module(m)
 
-
-Builder = Callable[..., Any]

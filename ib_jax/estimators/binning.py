@@ -477,7 +477,6 @@ def binned_information(t, y=None, *, n_classes=None, n_bins=30, lo=-1.0, hi=1.0,
       label is out of range.
     """
     check_rank(t, 2, "t")
-    n = t.shape[0]
     codes = bin_codes(t, n_bins=n_bins, lo=lo, hi=hi, method=method, unit_mask=unit_mask, bin_width=bin_width,
                       data_range=data_range)
     # one counting path for binned and quantized (exact) layers; NaN for a non-finite t
