@@ -8,7 +8,7 @@
     python experiments/train.py plugins=[my_lab.noise] noise=my_noise   # your own registered parts
 
 Relaunching the same command resumes from the last checkpoint (the output directory is derived
-from the overrides). See ib_jax/experiment.py for what a job writes.
+from the overrides). See ib_jax/job/run.py for what a job writes.
 """
 
 import os
@@ -21,9 +21,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from ib_jax.config import register  # noqa: E402
+from ib_jax.config import ConfigError, refuse_renamed  # noqa: E402
+from ib_jax.job.compose import register  # noqa: E402
+from ib_jax.job.lock import JobLocked  # noqa: E402
+from ib_jax.job.run import run  # noqa: E402
 from ib_jax.registry import load_plugins, plugins_from_argv  # noqa: E402
 
+try:  # a 0.2 flat key (estimator.knn_k=5) is refused naming its new place, before hydra composes
+    refuse_renamed(a for a in sys.argv[1:] if not a.startswith("-"))
+except ValueError as e:
+    print(f"[ib-jax] error: {e}", file=sys.stderr)
+    raise SystemExit(2) from None
 # Plug-ins register their noise kinds / estimators / data sets before hydra composes, so that
 # `noise=my_noise` finds a config group option for them.
 load_plugins(plugins_from_argv(sys.argv[1:]))
@@ -32,10 +40,6 @@ register()
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from ib_jax.config import ConfigError
-    from ib_jax.experiment import run
-    from ib_jax.joblock import JobLocked
-
     try:
         run(cfg)
     except (ConfigError, JobLocked) as e:  # refused before any compute: the message says it all

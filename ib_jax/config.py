@@ -1,25 +1,31 @@
 """The one schema of a job: frozen dataclasses shared by hydra, the engine and the records.
 
 Every field *is* a command-line key: ``noise.snr`` on the CLI is ``Config.noise.snr`` in
-the engine, so a bad value's message names the key the user typed. Hydra's ConfigStore
-registers exactly these classes (:func:`register`; a typo or a wrong type is rejected by
-OmegaConf while composing), :func:`from_hydra` turns a composed config into a
-:class:`Config`, and :func:`validate` checks every value — once, in one place, before any
-compute — and builds the job's pieces. The engine (:mod:`ib_jax.train`) takes a
-:class:`Config` directly.
+the engine, so a bad value's message names the key the user typed. Options are grouped by the
+part that reads them (``estimator.knn.k``, ``model.resnet.width``); the 0.2 flat keys are refused
+naming their new place (:data:`RENAMED_KEYS`) and recorded 0.2 configs are migrated
+(:func:`migrate`). Hydra's ConfigStore registers exactly these classes
+(:func:`ib_jax.job.compose.register`; a typo or a wrong type is rejected by OmegaConf while
+composing), :func:`from_hydra` turns a composed config into a :class:`Config`, and
+:func:`ib_jax.job.build.validate` checks every value — once, before any compute — and builds the
+job's pieces. The engine (:mod:`ib_jax.train`) takes a :class:`Config` directly.
 
 Which part does what is chosen by name from the registries of :mod:`ib_jax.registry`
 (noise kinds, estimators, data sets, models, schedules, optimizers); ``plugins`` names
-user modules to import first, so their registered entries can be selected.
+user modules to import first, so their registered entries can be selected. This module imports
+no other ib_jax module: the schema sits below everything it configures.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
 
 __all__ = [
     "ConfigError",
@@ -30,15 +36,25 @@ __all__ = [
     "NoiseConf",
     "ScheduleConf",
     "EstimatorConf",
+    "BinningConf",
+    "KnnConf",
+    "KdeConf",
+    "ChannelConf",
+    "SpConf",
+    "ExactConf",
+    "ConvConf",
+    "ResNetConf",
     "LoggerConf",
     "PathsConf",
-    "Built",
-    "register",
     "from_hydra",
     "to_dict",
-    "validate",
     "safe_name",
     "dir_name",
+    "RESULT_NEUTRAL_KEYS",
+    "RENAMED_KEYS",
+    "refuse_renamed",
+    "migrate",
+    "job_dir_name",
 ]
 
 
@@ -72,8 +88,33 @@ class DatasetConf:
 
 
 @dataclass(frozen=True)
+class ConvConf:
+    """``model.conv.*``: read by the convolutional models (``cnn1d``, ``cnn2d``)."""
+
+    channels: tuple[int, ...] = (16, 16, 16)
+    kernel_size: int = 5
+    dense: tuple[int, ...] = (512,)  # cnn2d: dense widths after the conv blocks
+    pool: str = "max"  # cnn2d: max | avg
+
+    def __post_init__(self):
+        _tuples(self)
+
+
+@dataclass(frozen=True)
+class ResNetConf:
+    """``model.resnet.*``: read by ``resnet20``."""
+
+    width: float = 1.0  # channel multiplier (16/32/64 x width)
+    blocks_per_stage: int = 3  # 3 = ResNet-20
+    shortcut: str = "A"  # A (parameter-free, as in He et al. for CIFAR) | B (1x1 conv)
+    record: str = "blocks"  # hidden representations per block | per stage
+
+
+@dataclass(frozen=True)
 class ModelConf:
-    """``model=<preset>``; ``kind`` picks the builder from the ``MODELS`` registry."""
+    """``model=<preset>``; ``kind`` picks the builder from the ``MODELS`` registry. The top-level
+    fields are read by every model (``widths`` by the MLP); ``conv`` and ``resnet`` only by the
+    models that name them (a changed group another model would ignore is refused)."""
 
     kind: str = "mlp"
     widths: tuple[int, ...] = (10, 7, 5, 4, 3)  # mlp hidden widths
@@ -81,16 +122,10 @@ class ModelConf:
     init_scale: float = 1.0  # multiplies the init std 1/sqrt(fan_in)
     dropout: float = 0.0
     batch_norm: bool = False
-    channels: tuple[int, ...] = (16, 16, 16)  # conv nets
-    kernel_size: int = 5
-    dense: tuple[int, ...] = (512,)  # cnn2d: dense widths after the conv blocks
-    pool: str = "max"  # cnn2d: max | avg
-    width: float = 1.0  # resnet20: channel multiplier (16/32/64 x width)
-    blocks_per_stage: int = 3  # resnet20: 3 = ResNet-20
-    shortcut: str = "A"  # resnet20: A (parameter-free, as in He et al. for CIFAR) | B (1x1 conv)
-    record: str = "blocks"  # resnet20: hidden representations per block | per stage
-    layer_noise: float = 0.0  # beta: T_l = f_l(T_{l-1}) + N(0, beta^2 I) in training and evaluation
-    quantize_bits: int = 0  # k-bit activations (straight-through gradient); 0 = full precision
+    layer_noise: float = 0.0  # beta: T_l = f_l(T_{l-1}) + N(0, beta^2 I) in training and evaluation (mlp)
+    quantize_bits: int = 0  # k-bit activations (straight-through gradient); 0 = full precision (mlp)
+    conv: ConvConf = field(default_factory=ConvConf)
+    resnet: ResNetConf = field(default_factory=ResNetConf)
 
     def __post_init__(self):
         _tuples(self)
@@ -139,37 +174,79 @@ class ScheduleConf:
 
 
 @dataclass(frozen=True)
-class EstimatorConf:
-    """Which information estimators run at each evaluation (``ESTIMATORS`` registry), on the
-    information set: the first ``n_info`` rows of train + test (X uniform over them)."""
+class BinningConf:
+    """``estimator.binning.*``: read by ``binning`` and ``binning_quantile``."""
 
-    names: tuple[str, ...] = ("binning",)
     n_bins: int = 30
     lo: Optional[float] = -1.0  # bin range; null/null: from the data at each evaluation
     hi: Optional[float] = 1.0
-    knn_k: int = 3
-    kde_noise_var: float = 0.1
+    bin_width: Optional[float] = None  # instead of n_bins
+    data_range: str = "layer"  # with lo/hi null: one range per layer | per unit
+    miller_madow: bool = False  # Miller-Madow bias correction of the binned entropies
+
+
+@dataclass(frozen=True)
+class KnnConf:
+    """``estimator.knn.*``: read by ``knn``."""
+
+    k: int = 3
+
+
+@dataclass(frozen=True)
+class KdeConf:
+    """``estimator.kde.*``: read by ``kde``."""
+
+    noise_var: float = 0.1
+
+
+@dataclass(frozen=True)
+class ChannelConf:
+    """``estimator.channel.*``: read by ``channel`` (the weight-noise channel)."""
+
+    snr: float = 1.0  # weights w + zeta at this power SNR
+    samples: int = 8
+    kernel_var: float = 0.01
+    n: int = 256  # inputs used
+
+
+@dataclass(frozen=True)
+class SpConf:
+    """``estimator.sp.*``: read by ``sp`` (sample propagation, noisy networks: model.layer_noise > 0).
+    Cost grows as (n * replicas)^2."""
+
+    replicas: int = 32  # noise replicas per input
+    n_mc: int = 1  # Monte-Carlo samples per mixture component
+    n: int = 512  # inputs used
+
+
+@dataclass(frozen=True)
+class ExactConf:
+    """``estimator.exact.*``: read by ``exact`` (quantized networks)."""
+
+    miller_madow: bool = False  # Miller-Madow bias correction of the exact entropies
+
+
+@dataclass(frozen=True)
+class EstimatorConf:
+    """Which information estimators run at each evaluation (``ESTIMATORS`` registry), on the
+    information set: ``n_info`` rows of train + test (X uniform over them). The top-level fields
+    are read by every estimator; each group by the estimator it is named after."""
+
+    names: tuple[str, ...] = ("binning",)
     n_info: int = 4096
-    include_output: bool = True  # the softmax output as the last layer T
-    channel_snr: float = 1.0  # weight-noise channel: weights w + zeta at this power SNR
-    channel_samples: int = 8
-    channel_kernel_var: float = 0.01
-    channel_n: int = 256
-    # binning conventions: bin_width (instead of n_bins) and, with lo/hi null, data_range layer | unit
-    bin_width: Optional[float] = None
-    data_range: str = "layer"
-    miller_madow: bool = False  # Miller-Madow bias correction of the binned / exact entropies
-    # sample propagation (estimator sp, noisy networks: model.layer_noise > 0): noise replicas per input,
-    # Monte-Carlo samples per mixture component, inputs used (cost grows as (sp_n * sp_replicas)^2)
-    sp_replicas: int = 32
-    sp_n_mc: int = 1
-    sp_n: int = 512
     info_seed: int = 0  # the information set: n_info rows drawn once with this seed (all rows when n_info >= n)
+    include_output: bool = True  # the softmax output as the last layer T
     # very wide layers (conv maps): what the estimators see of a layer with more than max_units units;
     # random_units: a fixed seeded subset of units; channel_mean: per-channel spatial means; all: every unit
     wide_policy: str = "random_units"
     max_units: int = 1024
     wide_seed: int = 0  # the same units for every member and evaluation
+    binning: BinningConf = field(default_factory=BinningConf)
+    knn: KnnConf = field(default_factory=KnnConf)
+    kde: KdeConf = field(default_factory=KdeConf)
+    channel: ChannelConf = field(default_factory=ChannelConf)
+    sp: SpConf = field(default_factory=SpConf)
+    exact: ExactConf = field(default_factory=ExactConf)
 
     def __post_init__(self):
         _tuples(self)
@@ -231,7 +308,11 @@ class Config:
 # ------------------------------------------------------------------------------- hydra
 
 
-def _unfreeze(node) -> None:
+# hydra and omegaconf are imported where they are used: the schema (and everything that reads a
+# Config) works without them, e.g. for a user who only wants the noise transforms
+
+
+def unfreeze(node) -> None:
     """OmegaConf marks frozen dataclasses read-only, which hydra cannot compose onto."""
     from omegaconf import DictConfig
 
@@ -239,48 +320,26 @@ def _unfreeze(node) -> None:
     for k in node.keys():
         child = node._get_node(k)
         if isinstance(child, DictConfig):
-            _unfreeze(child)
+            unfreeze(child)
         else:
             child._set_flag("readonly", None)
 
 
-def register() -> None:
-    """Register :class:`Config` with hydra's ConfigStore as ``base_config``, the resolvers
-    ``ib.dir`` (:func:`dir_name`) and ``ib.name`` (:func:`safe_name`) that build output
-    directory names in ``conf/config.yaml``, plus a group
-    option for every registered noise kind / data set / model that has no yaml in ``conf/``
-    (so ``noise=my_noise`` works for a plug-in's kind)."""
-    from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
-
-    from ib_jax import registry as R
-
-    R.ensure_builtins()
-    OmegaConf.register_new_resolver("ib.dir", lambda overrides: dir_name(overrides), replace=True)
-    OmegaConf.register_new_resolver("ib.name", lambda name: safe_name(name), replace=True)
-    node = OmegaConf.structured(Config)
-    _unfreeze(node)
-    cs = ConfigStore.instance()
-    cs.store(name="base_config", node=node)
-    import os
-
-    conf = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
-    for group, reg, key in (("noise", R.NOISE, "kind"), ("dataset", R.DATASETS, "name"), ("model", R.MODELS, "kind")):
-        for name in reg:
-            if not os.path.exists(os.path.join(conf, group, f"{name}.yaml")):
-                cs.store(group=group, name=name, node={key: name})
-
-
 def from_hydra(cfg) -> Config:
-    """A composed hydra/OmegaConf config (or a plain dict) -> :class:`Config`."""
+    """A composed hydra/OmegaConf config (or a plain dict) -> :class:`Config`.
+
+    A plain dict that still uses a key of the flat 0.2 layout (``estimator.knn_k``) is refused with
+    a message naming the new key (:data:`RENAMED_KEYS`); :func:`migrate` converts a recorded one.
+    """
     from omegaconf import DictConfig, OmegaConf
 
     if isinstance(cfg, Config):
         return cfg
     if not isinstance(cfg, DictConfig):
+        refuse_renamed(_flat_keys(cfg))
         cfg = OmegaConf.create(cfg)
     base = OmegaConf.structured(Config)
-    _unfreeze(base)
+    unfreeze(base)
     cfg = OmegaConf.merge(base, cfg)
     return OmegaConf.to_object(cfg)
 
@@ -324,8 +383,6 @@ def dir_name(overrides: str, max_len: int = MAX_DIR_NAME) -> str:
     directory (``a/b`` vs ``a_b``) and the same one always maps to the same name (relaunching
     resumes). Empty overrides: ``default``.
     """
-    import hashlib
-
     raw = str(overrides)
     if not raw:
         return "default"
@@ -337,135 +394,86 @@ def dir_name(overrides: str, max_len: int = MAX_DIR_NAME) -> str:
     return s
 
 
-# --------------------------------------------------------------------------- validation
+# ------------------------------------------------------------------ keys that do not change results
+
+# The one list of settings that do not change what a job computes (dotted prefixes of config keys
+# and of command-line overrides): a relaunch may change them freely, they are not part of the
+# recorded config, and overrides of them do not enter the output directory's name.
+RESULT_NEUTRAL_KEYS: tuple[str, ...] = ("logger", "paths", "resume", "checkpoint", "evals_per_chunk", "compile_cache", "hydra")
 
 
-@dataclass(frozen=True)
-class Built:
-    """Everything a job needs, built from a validated config."""
-
-    config: Config
-    population: Any  # ib_jax.train.Population
-    dataset: Any  # ib_jax.data.Dataset
-    levels: tuple[float, ...]
-    noise_kind: Any  # ib_jax.noise_kinds.NoiseKind
+def is_result_neutral(key: str) -> bool:
+    """``key`` (``logger.mode``, ``+paths.data_dir``, ``hydra/launcher``...) is in :data:`RESULT_NEUTRAL_KEYS`."""
+    k = key.lstrip("+~")
+    return any(k == p or k.startswith(p + ".") or k.startswith(p + "/") for p in RESULT_NEUTRAL_KEYS)
 
 
-def _finite_positive(v, key):
-    if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-        raise ValueError(f"{key} must be a finite number > 0, got {v}")
+def job_dir_name(task_overrides: Iterable[str] | str) -> str:
+    """The directory name of a job from its command-line overrides (``hydra.overrides.task``).
 
-
-def validate(cfg, *, load_data: bool = True) -> Built:
-    """Check every value of a job's config and build its pieces; ``ValueError`` names the key.
-
-    Cheap checks come first; the data set is loaded only once they pass, then the checks
-    that need it (batch size vs rows, k < n...). Nothing here compiles or trains.
+    Result-neutral overrides (:func:`is_result_neutral`) are left out, the rest sorted and joined
+    with ``,`` exactly as hydra's ``override_dirname`` does, then made a valid bounded name by
+    :func:`dir_name`. So ``logger=none`` or ``paths.data_dir=...`` resume the same job.
     """
-    from ib_jax import registry as R
+    if isinstance(task_overrides, str):
+        return dir_name(task_overrides)
+    lines = [str(o) for o in task_overrides]
+    return dir_name(",".join(sorted(o for o in lines if not is_result_neutral(o.split("=", 1)[0]))))
 
-    c = from_hydra(cfg)
-    R.ensure_builtins()
-    R.load_plugins(c.plugins)
-    safe_name(c.name)
-    for key, v, lo in (("seeds", c.seeds, 1), ("steps", c.steps, 1), ("n_evals", c.n_evals, 1), ("evals_per_chunk", c.evals_per_chunk, 1)):
-        if v < lo:
-            raise ValueError(f"{key} must be >= {lo}, got {v}")
-    if c.probe_size < 0:
-        raise ValueError(f"probe_size must be >= 0, got {c.probe_size}")
-    if not c.diverge_factor > 1:
-        raise ValueError(f"diverge_factor must be > 1 (inf: only NaN/inf losses diverge), got {c.diverge_factor}")
-    unknown = sorted(set(c.diagnostics) - {"tail_index", "curvature", "layer_grads"})
-    if unknown:
-        raise ValueError(f"diagnostics: unknown {unknown}; expected some of ['curvature', 'layer_grads', 'tail_index']")
-    if c.curvature_probes < 0:
-        raise ValueError(f"curvature_probes must be >= 0 (0 = exact), got {c.curvature_probes}")
-    if c.eval_schedule not in ("log", "linear"):
-        raise ValueError(f"eval_schedule must be 'log' or 'linear', got {c.eval_schedule!r}")
 
-    # optimizer
-    o = c.optimizer
-    R.OPTIMIZERS.get(o.name)
-    _finite_positive(o.learning_rate, "optimizer.learning_rate")
-    if o.batch_size < 0:
-        raise ValueError(f"optimizer.batch_size must be >= 0 (0 = full batch), got {o.batch_size}")
-    if o.name == "momentum":
-        if o.momentum is None or not 0.0 <= o.momentum < 1.0:
-            raise ValueError(f"optimizer.momentum must be in [0, 1) for optimizer=momentum, got {o.momentum}")
-    elif o.momentum is not None:
-        raise ValueError(f"optimizer.momentum is used by optimizer=momentum only; optimizer={o.name} would ignore it (got {o.momentum})")
+# ------------------------------------------------------------------ the 0.2 flat keys
 
-    # noise: the kind's own checks, then the grid
-    nk = R.NOISE.get(c.noise.kind)
-    if c.noise.position not in ("gradient", "update"):
-        raise ValueError(f"noise.position must be 'gradient' or 'update', got {c.noise.position!r}")
-    if nk.check is not None:
-        nk.check(c.noise)
-    levels = tuple(float(x) for x in c.noise.snr)
-    if not levels:
-        raise ValueError("noise.snr must list at least one value")
-    if nk.transform is None and nk.batch is None:
-        levels = (math.inf,)  # without injected noise the level means nothing: one member per seed
-    for v in levels:
-        if math.isnan(v) or not nk.valid_level(v):
-            raise ValueError(f"noise.snr (the {nk.level_name} of kind={c.noise.kind}): {nk.level_doc}, got {v}")
-    if len(set(levels)) != len(levels):
-        dup = sorted({v for v in levels if levels.count(v) > 1})
-        raise ValueError(f"noise.snr lists {dup} more than once; each value is one group of seeds (use seeds= for more)")
+# 0.2's flat keys -> where each now lives (a key read by two estimators maps to both)
+RENAMED_KEYS: dict[str, tuple[str, ...]] = {
+    **{f"estimator.{k}": (f"estimator.binning.{k}",) for k in ("n_bins", "lo", "hi", "bin_width", "data_range")},
+    "estimator.miller_madow": ("estimator.binning.miller_madow", "estimator.exact.miller_madow"),
+    "estimator.knn_k": ("estimator.knn.k",),
+    "estimator.kde_noise_var": ("estimator.kde.noise_var",),
+    **{f"estimator.channel_{k}": (f"estimator.channel.{k}",) for k in ("snr", "samples", "kernel_var", "n")},
+    **{f"estimator.sp_{k}": (f"estimator.sp.{k}",) for k in ("replicas", "n_mc", "n")},
+    **{f"model.{k}": (f"model.conv.{k}",) for k in ("channels", "kernel_size", "dense", "pool")},
+    **{f"model.{k}": (f"model.resnet.{k}",) for k in ("width", "blocks_per_stage", "shortcut", "record")},
+}
 
-    # schedule
-    if c.schedule.kind != "constant" or c.schedule.params or c.schedule.normalize:
-        from ib_jax import schedules as S
 
-        S.build(c.schedule, steps=c.steps, level_name=nk.level_name)
+def _flat_keys(d: Any, prefix: str = "") -> list[str]:
+    if not isinstance(d, Mapping):
+        return [prefix] if prefix else []
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out += _flat_keys(v, key) if isinstance(v, Mapping) and v else [key]
+    return out
 
-    # model: the builder raises naming model.*
-    if c.model.layer_noise < 0 or not math.isfinite(c.model.layer_noise):
-        raise ValueError(f"model.layer_noise must be a finite std >= 0, got {c.model.layer_noise}")
-    if c.model.quantize_bits < 0 or c.model.quantize_bits > 16:
-        raise ValueError(f"model.quantize_bits must be in [0, 16] (0 = full precision), got {c.model.quantize_bits}")
-    from ib_jax import models as M
 
-    M.build(c.model, 2)
-    if nk.per_example_grads and c.model.batch_norm:
-        raise ValueError(f"noise.kind={c.noise.kind!r} needs per-example gradients, undefined with model.batch_norm")
+def refuse_renamed(keys: Iterable[str]) -> None:
+    """Raise ``ValueError`` naming the new key for every 0.2 flat key among ``keys``
+    (command-line overrides such as ``estimator.knn_k=5`` or dotted config keys)."""
+    bad = []
+    for key in keys:
+        k = str(key).split("=", 1)[0].lstrip("+~")
+        if k in RENAMED_KEYS:
+            bad.append(f"{k} is now {' and '.join(RENAMED_KEYS[k])}")
+    if bad:
+        raise ValueError("options are grouped by the part that reads them: " + "; ".join(bad))
 
-    # estimators: names, common settings, then each one's own check
-    e = c.estimator
-    for n in e.names:
-        R.ESTIMATORS.get(n)
-    if len(set(e.names)) != len(e.names):
-        raise ValueError(f"estimator.names lists an estimator twice: {list(e.names)}")
-    if e.n_bins < 1:
-        raise ValueError(f"estimator.n_bins must be >= 1, got {e.n_bins}")
-    if (e.lo is None) != (e.hi is None) or (e.lo is not None and not e.lo < e.hi):
-        raise ValueError(f"estimator.lo/hi must both be null or lo < hi, got {e.lo}, {e.hi}")
-    if e.n_info < 2:
-        raise ValueError(f"estimator.n_info must be >= 2, got {e.n_info}")
-    if e.bin_width is not None and not e.bin_width > 0:
-        raise ValueError(f"estimator.bin_width must be > 0 (or null: n_bins), got {e.bin_width}")
-    if e.data_range not in ("layer", "unit"):
-        raise ValueError(f"estimator.data_range must be 'layer' or 'unit', got {e.data_range!r}")
-    if e.wide_policy not in ("all", "random_units", "channel_mean") or e.max_units < 1:
-        raise ValueError(f"estimator.wide_policy must be all | random_units | channel_mean and estimator.max_units >= 1, got {e.wide_policy!r}, {e.max_units}")
 
-    if not load_data:
-        return Built(config=c, population=None, dataset=None, levels=levels, noise_kind=nk)
+def migrate(d: dict) -> dict:
+    """A recorded 0.2 config (``job_config.json``'s ``config``) in the grouped layout of this schema.
 
-    # the data set, then the checks that need it
-    from ib_jax import data as D
-
-    dataset = D.load_config(c)
-    n_train = len(dataset.y_train)
-    if o.batch_size > n_train:
-        raise ValueError(f"optimizer.batch_size must be in [0, n_train={n_train}] (0 = full batch), got {o.batch_size}")
-    n_info = min(e.n_info, len(dataset.y_all))
-    for n in e.names:
-        entry = R.ESTIMATORS.get(n)
-        if entry.check is not None:
-            entry.check(c, n_info)
-    from ib_jax import train as T
-
-    seeds = [c.seed + i for i in range(c.seeds)]
-    population = T.population_grid(seeds, levels)
-    return Built(config=c, population=population, dataset=dataset, levels=levels, noise_kind=nk)
+    Values move to their new keys unchanged, so an old job resumes when nothing else differs; a
+    record in the current layout is returned as it is.
+    """
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in d.items()}
+    for old, new in RENAMED_KEYS.items():
+        group, key = old.split(".", 1)
+        part = out.get(group)
+        if not isinstance(part, dict) or key not in part:
+            continue
+        value = part.pop(key)
+        for target in new:
+            _, sub, field_name = target.split(".")
+            part.setdefault(sub, {})
+            if isinstance(part[sub], Mapping):
+                part[sub] = {**part[sub], field_name: value}
+    return out

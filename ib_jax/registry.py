@@ -2,24 +2,34 @@
 
 The families (each instance below) and what a builder is:
 
-* :data:`NOISE` — ``noise=<kind>``: a :class:`ib_jax.noise_kinds.NoiseKind` (how the kind
-  turns a member's level into an optax transform and/or a mini-batch perturbation).
-* :data:`ESTIMATORS` — ``estimator.names=[...]``: ``fn(ctx, cfg) -> {quantity: (L,) array}``,
-  see :mod:`ib_jax.evaluation` for ``ctx``.
-* :data:`DATASETS` — ``dataset=<name>``: ``fn(cfg: Config) -> Dataset``.
-* :data:`MODELS` — ``model.kind``: ``fn(cfg: ModelConf, n_classes) -> flax module``.
+* :data:`NOISE` — ``noise=<kind>``: a :class:`ib_jax.noise.NoiseKind` (how the kind
+  turns a member's level into an optax transform and/or a mini-batch perturbation; its ``check``).
+* :data:`ESTIMATORS` — ``estimator.names=[...]``: an :class:`ib_jax.estimators.Estimator`
+  (``compute(ctx, cfg) -> {quantity: (L,) array}`` and its ``check``), see
+  :mod:`ib_jax.estimators.base` for ``ctx``.
+* :data:`DATASETS` — ``dataset=<name>``: ``fn(cfg: Config) -> Dataset`` (built-ins: an
+  :class:`ib_jax.data.DatasetEntry`).
+* :data:`MODELS` — ``model.kind``: ``fn(cfg: ModelConf, n_classes) -> flax module`` (built-ins: an
+  :class:`ib_jax.models.ModelEntry`, which also says which option groups it reads).
 * :data:`SCHEDULES` — ``schedule.kind``: ``fn(**params) -> (count -> multiplier)``.
-* :data:`OPTIMIZERS` — ``optimizer.name``: ``fn(learning_rate, cfg: OptimizerConf) -> optax.GradientTransformation``.
+* :data:`OPTIMIZERS` — ``optimizer.name``: ``fn(learning_rate, cfg: OptimizerConf) -> optax.GradientTransformation``
+  (built-ins: an :class:`ib_jax.train.optimizers.OptimizerEntry` with its ``check``).
 
-The built-ins register themselves in their own modules (``noise_kinds``, ``evaluation``,
-``data``, ``models``, ``schedules``, ``step``); a user registers theirs in any module and
-names it with ``plugins=[my_lab.noise]`` on the command line (see :func:`load_plugins`).
+Every entry that has a ``check`` carries it itself; validation (:mod:`ib_jax.job.build`) walks the
+registries. The built-ins register themselves in their own modules, one module per part, each
+family a sub-package (``ib_jax.noise``, ``ib_jax.estimators``, ``ib_jax.data``, ``ib_jax.models``,
+``ib_jax.train.optimizers``); a user registers theirs in any module and names it with
+``plugins=[my_lab.noise]`` on the command line (see :func:`load_plugins`). This module imports no
+other ib_jax module.
 No metaclasses and no import-time discovery magic: a registry is a dict with a good error.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,9 +101,6 @@ def load_plugins(modules) -> list[str]:
     A module is imported by its dotted name (from ``sys.path``, which includes the working
     directory for the CLI) or from a ``.py`` path. An import error names the ``plugins`` key.
     """
-    import os
-    import sys
-
     loaded = []
     for m in modules or ():
         try:
@@ -140,7 +147,9 @@ def plugins_from_argv(argv) -> list[str]:
 
 
 def ensure_builtins() -> None:
-    """Import the modules whose import registers the built-in entries."""
-    for m in ("ib_jax.noise_kinds", "ib_jax.evaluation", "ib_jax.data", "ib_jax.models", "ib_jax.schedules", "ib_jax.step"):
-        importlib.import_module(m)
+    """Register the built-in entries: importing the ``ib_jax`` package imports each plug-in family's
+    package (``noise``, ``estimators``, ``data``, ``models``, ``train``), whose modules register
+    their parts as they are imported. No list of module names here: a new part's module is imported
+    by its family's ``__init__``."""
+    importlib.import_module("ib_jax")
 

@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ib_jax import plots  # noqa: E402  (sets the Agg backend)
-from ib_jax.records import loads_strict  # noqa: E402
-from ib_jax.stats import paired_difference, t_interval  # noqa: E402
-from ib_jax.summary import paired_by_seed, reference_level  # noqa: E402
+from ib_jax.report import plots  # noqa: E402  (sets the Agg backend)
+from ib_jax.job.records import loads_strict  # noqa: E402
+from ib_jax.report.stats import paired_difference, t_interval  # noqa: E402
+from ib_jax.report.summary import paired_by_seed, reference_level  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 

@@ -107,13 +107,13 @@ def plan(sz: Sizes) -> list[JobSpec]:
               f"steps={sz.steps}", f"n_evals={sz.n_evals}", "probe_size=0", "diagnostics=[]", f"estimator.n_info={sz.n_info}",
               f"noise.snr={_levels(sz.levels)}"]
     est = "[" + ",".join(sz.estimators) + "]"
-    channel = [f"estimator.channel_n={sz.channel_n}", f"estimator.channel_samples={sz.channel_samples}"] if "channel" in sz.estimators else []
+    channel = [f"estimator.channel.n={sz.channel_n}", f"estimator.channel.samples={sz.channel_samples}"] if "channel" in sz.estimators else []
     networks = {
         "tanh": ["model=tishby_tanh", f"estimator.names={est}", *channel],
-        "relu": ["model=tishby_relu", f"estimator.names={est}", "estimator.lo=null", "estimator.hi=null", *channel],
+        "relu": ["model=tishby_relu", f"estimator.names={est}", "estimator.binning.lo=null", "estimator.binning.hi=null", *channel],
         "quantized": ["model=tishby_tanh", f"model.quantize_bits={sz.quantize_bits}", "estimator.names=[exact,binning]"],
         "noisy": ["model=tishby_tanh", f"model.layer_noise={sz.layer_noise:g}", "estimator.names=[sp,binning]",
-                  f"estimator.sp_n={sz.sp_n}", f"estimator.sp_replicas={sz.sp_replicas}"],
+                  f"estimator.sp.n={sz.sp_n}", f"estimator.sp.replicas={sz.sp_replicas}"],
     }
     arms = {
         "isotropic": ["noise=isotropic"],
@@ -148,15 +148,15 @@ def compose(overrides):
 
 def fingerprint(cfg) -> str:
     from ib_jax.config import from_hydra, to_dict
-    from ib_jax.experiment import IGNORED_KEYS
-    from ib_jax.records import config_fingerprint, drop_keys
+    from ib_jax.config import RESULT_NEUTRAL_KEYS as IGNORED_KEYS
+    from ib_jax.job.records import config_fingerprint, drop_keys
 
     return config_fingerprint(drop_keys(to_dict(from_hydra(cfg)), IGNORED_KEYS))
 
 
 def _finished(job_dir: str, fp: str) -> dict | None:
     """The job's summary when it finished with this very config, else None."""
-    from ib_jax.records import loads_strict
+    from ib_jax.job.records import loads_strict
 
     try:
         with open(os.path.join(job_dir, "job_config.json"), encoding="utf-8") as f:
@@ -175,7 +175,7 @@ def command(spec: JobSpec, job_dir: str) -> str:
 def run_jobs(specs, out: str, log=print, extra: Sequence[str] = ()) -> dict:
     """Run (or read) every job; returns ``{key: {"spec", "dir", "summary", "wall_s", "reused", "command"}}``.
     ``extra``: overrides that do not change results (``paths.cache_dir=...``), appended to each job's."""
-    from ib_jax import experiment
+    from ib_jax.job import run as experiment
 
     results = {}
     for spec in specs:
@@ -206,13 +206,14 @@ def sampled_batch_snr(spec: JobSpec, job_dir: str, sz: Sizes, extra: Sequence[st
     import jax.numpy as jnp
     import numpy as np
 
-    from ib_jax import claims as K
+    from ib_jax.report import claims as K
     from ib_jax import config as C
-    from ib_jax import gradient_stats as G
+    from ib_jax.job.build import validate
+    from ib_jax.train import gradient_stats as G
     from ib_jax import train as T
-    from ib_jax.checkpoints import Checkpoints
+    from ib_jax.job.checkpoints import Checkpoints
 
-    built = C.validate(compose(list(spec.overrides) + list(extra)))
+    built = validate(compose(list(spec.overrides) + list(extra)))
     trainer = T.Trainer(built.config, built.dataset)
     states = trainer.init(built.population)
     x = jnp.asarray(built.dataset.x_train[: sz.probe_size])
@@ -269,7 +270,7 @@ def _network_label(network: str, sz: Sizes) -> str:
 
 def routes_for(network: str, members, sz: Sizes):
     """The routes of a network whose estimator the job recorded."""
-    from ib_jax.claims import Route
+    from ib_jax.report.claims import Route
 
     keys = {k.split("/")[1] for m in members for k in m if k.startswith("final/") and k.count("/") >= 3}
     return [Route(f"{name} ({_network_label(network, sz)})", est, q, network) for name, est, q in ROUTES[network] if est in keys]
@@ -277,8 +278,8 @@ def routes_for(network: str, members, sz: Sizes):
 
 def evaluate_claims(results: dict, sz: Sizes, direct: dict | None) -> tuple[list, dict, list[str]]:
     """All rows, per-claim detail sections, and the fits/compresses section."""
-    from ib_jax import claims as K
-    from ib_jax.summary import reference_level
+    from ib_jax.report import claims as K
+    from ib_jax.report.summary import reference_level
 
     rows, sections = [], {c: [] for c in range(1, 6)}
     fits = []
@@ -351,7 +352,7 @@ CLAIMS = {
 
 
 def render(results: dict, rows, sections, fits, sz: Sizes, mode: str, argv, total_s: float) -> str:
-    from ib_jax import claims as K
+    from ib_jax.report import claims as K
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
@@ -387,7 +388,7 @@ def render(results: dict, rows, sections, fits, sz: Sizes, mode: str, argv, tota
             "data order); claim 2's slope: least squares with one intercept per seed, t with n - seeds - 1 degrees of freedom.",
             "* Layer mean: I(X;T) averaged over the layers every compared member measured (finite); per-layer values in the details.",
             "* The strongest noise level (smallest SNR) is compared with the reference level (no noise, SNR = inf).",
-            "* Entropies are plug-in estimates; the Miller-Madow correction (estimator.miller_madow=true) shifts each binned / exact "
+            "* Entropies are plug-in estimates; the Miller-Madow correction (estimator.binning.miller_madow=true) shifts each binned / exact "
             "entropy by (K - 1) / (2 n ln 2) bits with K occupied bins: with n = number of inputs and K close to n "
             "it is not negligible, but a paired difference between settings with similar K changes little.", ""]
     for c in range(1, 6):
@@ -459,8 +460,11 @@ def main(argv=None) -> int:
     os.makedirs(out, exist_ok=True)
     os.environ.setdefault("WANDB_MODE", "offline")
     from ib_jax import config as C
+    from ib_jax.job.build import validate
 
-    C.register()
+    from ib_jax.job.compose import register
+
+    register()
     t0 = time.time()
     specs = plan(sz)
     results = run_jobs(specs, out, extra=extra)
@@ -469,10 +473,10 @@ def main(argv=None) -> int:
     rows, sections, fits = evaluate_claims(results, sz, direct)
     text = render(results, rows, sections, fits, sz, mode, argv, time.time() - t0)
     os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
-    from ib_jax.records import atomic_write_text
+    from ib_jax.job.records import atomic_write_text
 
     atomic_write_text(report, text)
-    from ib_jax.claims import verdict_table
+    from ib_jax.report.claims import verdict_table
 
     print("\n".join(verdict_table(rows)))
     print(f"\n[claims] wrote {report} ({(time.time() - t0) / 60:.1f} min)")

@@ -21,17 +21,21 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ib_jax import config as C
+
+from ib_jax.job.build import validate
 from ib_jax import data, train
 from ib_jax import registry as R
-from ib_jax.evaluation import register_estimator
-from ib_jax.experiment import read_metrics
-from ib_jax.noise_kinds import register_noise
+from ib_jax.estimators import register_estimator
+from ib_jax.job.rows import read_metrics
+from ib_jax.noise import register_noise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONF = os.path.join(ROOT, "conf")
 INF = float("inf")
 
-C.register()
+from ib_jax.job.compose import register
+
+register()
 
 
 def composed(*overrides):
@@ -61,8 +65,8 @@ PLUGIN = textwrap.dedent(
 
     from ib_jax import data as D
     from ib_jax import noise as N
-    from ib_jax.evaluation import register_estimator
-    from ib_jax.noise_kinds import register_noise
+    from ib_jax.estimators import register_estimator
+    from ib_jax.noise import register_noise
     from ib_jax.registry import DATASETS
 
 
@@ -151,7 +155,7 @@ def test_plugins_from_the_cli_train_a_real_job(tmp_path):
 
 def test_plugins_by_path_load_once_and_import_errors_name_the_key(tmp_path):
     path = tmp_path / "my_widgets.py"
-    path.write_text("from ib_jax.noise_kinds import register_noise\nregister_noise('zz_widget_noise', None, valid_level=lambda v: True)\n")
+    path.write_text("from ib_jax.noise import register_noise\nregister_noise('zz_widget_noise', None, valid_level=lambda v: True)\n")
     try:
         assert R.load_plugins([str(path)]) == [str(path)]
         kind = R.NOISE.get("zz_widget_noise")
@@ -186,7 +190,7 @@ def test_plugins_by_path_load_once_and_import_errors_name_the_key(tmp_path):
 )
 def test_unknown_names_fail_naming_the_key_and_the_registered_names(cfg, key, bad, registry):
     with pytest.raises(ValueError) as err:
-        C.validate(cfg)
+        validate(cfg)
     msg = str(err.value)
     assert msg.startswith(f"{key}: unknown") and repr(bad) in msg
     assert len(registry) >= 1 and all(repr(n) in msg for n in registry.names())  # every registered name listed
@@ -194,7 +198,7 @@ def test_unknown_names_fail_naming_the_key_and_the_registered_names(cfg, key, ba
 
 def test_unknown_noise_on_the_command_line_names_the_key():
     with pytest.raises(ValueError, match=r"^noise\.kind: unknown noise kind 'pink'.*'isotropic'"):
-        C.validate(composed("noise.kind=pink"), load_data=False)
+        validate(composed("noise.kind=pink"), load_data=False)
 
 
 def test_double_registration_is_refused_without_overwrite():
@@ -260,7 +264,7 @@ def test_composed_config_is_the_python_config_and_the_engine_takes_it():
     assert type(c) is C.Config and c == expected and hash(c) == hash(expected)
     assert isinstance(c.noise.snr, tuple) and isinstance(c.model.widths, tuple) and isinstance(c.estimator.names, tuple)
     assert C.from_hydra(c) is c
-    built = C.validate(c)
+    built = validate(c)
     assert built.config == expected and built.levels == (INF, 4.0) and built.noise_kind is R.NOISE.get("cone")
     assert built.population.size == 4 and built.population.level.tolist() == [INF, INF, 4.0, 4.0]
     assert built.dataset.name == "tishby12"
@@ -286,12 +290,12 @@ def test_composed_config_is_the_python_config_and_the_engine_takes_it():
     ],
 )
 def test_bad_value_is_refused_before_compute_naming_the_cli_key(overrides, key, tmp_path, monkeypatch):
-    from ib_jax import experiment
+    from ib_jax.job import run as experiment
 
     def no_compute(*a, **k):
         raise AssertionError("a Trainer was built for an invalid config")
 
-    monkeypatch.setattr(experiment.T, "Trainer", no_compute)
+    monkeypatch.setattr(experiment, "Trainer", no_compute)
     out = tmp_path / "job"
     with pytest.raises(ValueError) as err:
         experiment.run(composed(*overrides, "logger=none", f"paths.output_dir={out}"))
@@ -303,14 +307,14 @@ def test_optimizer_groups_compose_with_their_own_keys():
     sgd = OmegaConf.load(os.path.join(CONF, "optimizer", "sgd.yaml"))
     assert "momentum" not in sgd
     for name, momentum in (("sgd", None), ("adam", None), ("momentum", 0.9)):
-        c = C.validate(composed(f"optimizer={name}"), load_data=False).config
+        c = validate(composed(f"optimizer={name}"), load_data=False).config
         assert c.optimizer.name == name and c.optimizer.momentum == momentum
 
 
 def test_train_script_documents_the_debug_group_as_it_composes():
     doc = ast.get_docstring(ast.parse(open(os.path.join(ROOT, "experiments", "train.py")).read()))
     assert "+debug=fast" not in doc and "debug=fast" in doc
-    c = C.validate(composed("debug=fast"), load_data=False).config  # the documented form composes
+    c = validate(composed("debug=fast"), load_data=False).config  # the documented form composes
     assert (c.seeds, c.steps, c.logger.wandb) == (1, 50, False)
 
 

@@ -1,25 +1,28 @@
 """Information estimators, all in bits, pure and jit/vmap-able.
 
-One module per family: :mod:`binning`, :mod:`knn`, :mod:`kernel`, the
-weight-noise channel :mod:`channel`, sample propagation for noisy networks
-:mod:`sp`, exact counts of quantized layers :mod:`exact`, and the exact
-information-bottleneck frontier of a discrete p(x, y) :mod:`ib_bound`. Rows of ``t`` ``(n, d)`` are the
+One module per estimator, each holding its math, its adapter (``compute(ctx, cfg)``), its check
+and its ``ESTIMATORS`` registration: :mod:`binning`, :mod:`knn`, :mod:`kernel`, the weight-noise
+channel :mod:`channel`, sample propagation for noisy networks :mod:`sp`, exact counts of quantized
+layers :mod:`exact`. Shared parts: :mod:`base` (the context an estimator sees, its registry entry),
+:mod:`counting` (the exact pattern-counting engine), :mod:`knn_search` (k-th neighbours),
+:mod:`_common` (distances, blocking, checks), :mod:`layer_features` (what an estimator sees of a
+very wide layer), and the exact information-bottleneck frontier of a discrete p(x, y)
+:mod:`ib_bound`. Importing this package registers every built-in estimator. Rows of ``t`` ``(n, d)`` are the
 representations of n distinct inputs, X uniform over them: H(X) = log2 n.
 """
 
-from ib_jax.estimators._common import check_finite, pad_layers, to_bits
+from ib_jax.estimators._common import check_finite, pad_layers, sq_distances, to_bits
+from ib_jax.estimators.base import EvalContext, Estimator, register_estimator
 from ib_jax.estimators.binning import (
-    host_sort,
     bin_codes,
     binned_conditional_entropy_x,
     binned_entropy,
     binned_information,
     binned_mutual_information,
-    information_from_codes,
-    miller_madow_correction,
     n_bins_for_width,
     whole_run_range,
 )
+from ib_jax.estimators.counting import host_sort, information_from_codes, miller_madow_correction
 from ib_jax.estimators.channel import (
     channel_information_from_samples,
     noise_channel_information,
@@ -34,9 +37,17 @@ from ib_jax.estimators.knn import (
     knn_mutual_information_discrete,
     ksg_mutual_information,
 )
+from ib_jax.estimators.layer_features import reduce_features, reduce_hidden, unit_subset
 from ib_jax.estimators.sp import gaussian_entropy_bits, sp_mutual_information
 
 __all__ = [
+    "EvalContext",
+    "Estimator",
+    "register_estimator",
+    "reduce_features",
+    "reduce_hidden",
+    "unit_subset",
+    "sq_distances",
     "host_sort",
     "bin_codes",
     "binned_conditional_entropy_x",

@@ -100,17 +100,18 @@ def default_block(n: int, d: int, budget_floats: int = 1 << 19) -> int:
 DIRECT_MAX_DIM = 4  # up to this width, distances are summed exactly per column
 
 
-def sq_distances(a: jax.Array, b: jax.Array, b_sqnorm: jax.Array | None = None) -> jax.Array:
+def sq_distances(a: jax.Array, b: jax.Array, b_sqnorm: jax.Array | None = None, *, direct_max_dim: int = DIRECT_MAX_DIM) -> jax.Array:
     """Squared Euclidean distances ``(len(a), len(b))``.
 
-    Narrow data (d <= DIRECT_MAX_DIM): sum_c (a_c - b_c)^2 column by column,
+    The one distance function of every estimator. Narrow data (d <= ``direct_max_dim``): sum_c (a_c - b_c)^2 column by column,
     exact to rounding, because ||a||^2 + ||b||^2 - 2 a.b cancels
     catastrophically in float32 for near neighbours (1e-3 apart at unit
     scale: ~10% error, enough to bias kNN estimators). Wide data: the matmul
-    form (callers centre the data first), clamped at 0.
+    form at full float32 precision (``Precision.HIGHEST``: the TF32 default of recent GPUs has a
+    10-bit mantissa), callers centre the data first; distances below the form's resolution are 0.
     """
     d = a.shape[-1]
-    if d <= DIRECT_MAX_DIM:
+    if d <= direct_max_dim:
         out = jnp.zeros((a.shape[0], b.shape[0]), jnp.float32)
         for c in range(d):
             out = out + jnp.square(a[:, c][:, None] - b[:, c][None, :])

@@ -39,7 +39,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from ib_jax import noise as noise_lib
+from ib_jax.estimators.base import EvalContext, register_estimator, subset
+from ib_jax.noise.isotropic import isotropic
 from ib_jax.estimators._common import blocked_rows, check_k, default_block, nan_unless_finite, centered, sq_distances, to_bits
 
 __all__ = ["perturbed_layers", "noise_channel_information", "channel_information_from_samples"]
@@ -55,7 +56,7 @@ def perturbed_layers(apply_fn: Callable, params, x, *, snr, key, n_samples: int 
     keys = jax.random.split(key, n_samples)
 
     def one(k):
-        tx = noise_lib.isotropic(snr, k, scope=scope)
+        tx = isotropic(snr, k, scope=scope)
         noisy, _ = tx.update(params, tx.init(params))
         return tuple(apply_fn(noisy, x))
 
@@ -124,3 +125,23 @@ def noise_channel_information(
         channel_information_from_samples(s, kernel_var=kernel_var, key=kk, block=block)
         for s, kk in zip(layers, eval_keys)
     ]
+
+
+# ----------------------------------------------------------------------------- the estimator
+
+
+def _channel(ctx: EvalContext, cfg):
+    c = cfg.estimator.channel
+    ch = noise_channel_information(lambda p, x: ctx.apply(p, x), ctx.params, subset(ctx, c.n), snr=c.snr,
+                                   key=ctx.key, n_samples=c.samples, kernel_var=c.kernel_var)
+    return {"i_xt": jnp.stack([r["i_xt"] for r in ch]), "h_x_given_t": jnp.stack([r["h_x_given_t"] for r in ch])}
+
+
+def _check(cfg, n_info: int) -> None:
+    c = cfg.estimator.channel
+    if not c.snr > 0 or c.samples < 2 or not c.kernel_var > 0 or c.n < 2:
+        raise ValueError("estimator.channel.snr and estimator.channel.kernel_var must be > 0, estimator.channel.samples >= 2, "
+                         f"estimator.channel.n >= 2; got {c.snr}, {c.kernel_var}, {c.samples}, {c.n}")
+
+
+register_estimator("channel", _channel, _check, reads=("channel",))

@@ -2,7 +2,7 @@
 
 Lorenzen, Igel & Nielsen, "Information Bottleneck: Exact Analysis of
 (Quantized) Neural Networks", ICLR 2022. When every unit of a layer takes at
-most 2^bits values (:mod:`ib_jax.quantize`), T is a discrete function of X and,
+most 2^bits values (:mod:`ib_jax.models.quantize`), T is a discrete function of X and,
 with X uniform over the n inputs (rows)::
 
     I(X;T) = H(T) = -sum_t p(t) log2 p(t)     p from exact counts of equal rows
@@ -11,12 +11,12 @@ with X uniform over the n inputs (rows)::
 
 No binning or estimation error: the quantized values are mapped one-to-one to
 integer codes and the patterns counted by the exact counting path of the
-binning estimator (:func:`ib_jax.estimators.binning.information_from_codes`).
+binning estimator (:func:`ib_jax.estimators.counting.information_from_codes`).
 
 Two ways to name the codes:
 
 * ``lo, hi`` given: the quantizer's own grid (the range and ``zero_exact``
-  passed to :func:`ib_jax.quantize.quantize`): code = level index. Values
+  passed to :func:`ib_jax.models.quantize.quantize`): code = level index. Values
   that are not on that grid (off by more than ``grid_tol`` of a step, or
   outside [lo, hi]) make the result NaN: the layer was not quantized with
   this grid, and an "exact" count of it would not be exact.
@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ib_jax import quantize as Q
-from ib_jax.estimators._common import check_rank, nan_unless_finite
-from ib_jax.estimators.binning import information_from_codes
+import jax
+
+from ib_jax.estimators._common import check_rank, nan_unless_finite, pad_layers
+from ib_jax.estimators.base import EvalContext, register_estimator
+from ib_jax.estimators.counting import information_from_codes
+from ib_jax.models import quantize as Q
 
 __all__ = ["exact_information", "quantized_codes"]
 
@@ -94,3 +97,30 @@ def exact_information(t_quantized, y=None, *, n_classes=None, bits, lo=None, hi=
                                               unit_mask=unit_mask, grid_tol=grid_tol)
     out = information_from_codes(codes, y, n_codes=n_codes, n_classes=n_classes, miller_madow=miller_madow)
     return {k: jnp.where(on_grid, nan_unless_finite(v, t_quantized), jnp.nan) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- the estimator
+
+
+def _exact(ctx: EvalContext, cfg):
+    """Exact I(X;T) = H(T), I(T;Y), H(X|T) of a quantized network (Lorenzen et al. 2022) by
+    exact pattern counting of the layers' own k-bit values; the softmax output is quantized to
+    the same bits over its range at measurement."""
+    bits = int(cfg.model.quantize_bits)
+    layers = list(ctx.layers)
+    if cfg.estimator.include_output:
+        lo, hi = Q.batch_range(layers[-1])
+        layers[-1] = Q.quantize(layers[-1], bits, lo, hi)
+    stacked, mask = pad_layers(layers)
+    r = jax.vmap(lambda t, m: exact_information(t, ctx.y, n_classes=ctx.n_classes, bits=bits, unit_mask=m,
+                                                miller_madow=cfg.estimator.exact.miller_madow))(stacked, mask)
+    return {q: r[q] for q in ("i_xt", "i_ty", "h_x_given_t")}
+
+
+def _check(cfg, n_info: int) -> None:
+    if cfg.model.quantize_bits <= 0:
+        raise ValueError("estimator.names: exact counts a quantized network's own values; set model.quantize_bits "
+                         f"(e.g. 4 or 8), got model.quantize_bits={cfg.model.quantize_bits}")
+
+
+register_estimator("exact", _exact, _check, reads=("exact",))

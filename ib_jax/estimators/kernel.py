@@ -23,9 +23,11 @@ Pairwise work is done in row blocks: memory O(block * n).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from ib_jax.estimators.base import EvalContext, register_estimator
 from ib_jax.estimators._common import (
     blocked_rows,
     check_rank,
@@ -111,3 +113,20 @@ def kde_mutual_information_y(t, y, noise_var, *, block=None):
     bd, kl = to_bits(h - h_y)
     return nan_unless_finite(bd, t), nan_unless_finite(kl, t)
 
+
+# ----------------------------------------------------------------------------- the estimator
+
+
+def _kde(ctx: EvalContext, cfg):
+    v = cfg.estimator.kde.noise_var
+    lo, hi = jax.vmap(lambda t: kde_mutual_information_x_bounds(t, v))(ctx.stacked)
+    _, i_ty = jax.vmap(lambda t: kde_mutual_information_y(t, ctx.y, v))(ctx.stacked)
+    return {"i_xt_lower": lo, "i_xt": hi, "h_x_given_t": jnp.log2(jnp.float32(ctx.n)) - hi, "i_ty": i_ty}
+
+
+def _check(cfg, n_info: int) -> None:
+    if not cfg.estimator.kde.noise_var > 0:
+        raise ValueError(f"estimator.kde.noise_var must be > 0, got {cfg.estimator.kde.noise_var}")
+
+
+register_estimator("kde", _kde, _check, reads=("kde",))

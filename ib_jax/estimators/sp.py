@@ -65,7 +65,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-from ib_jax.estimators._common import blocked_rows, check_rank, nan_unless_finite, to_bits
+from ib_jax.estimators._common import blocked_rows, check_rank, nan_unless_finite, sq_distances, to_bits
+from ib_jax.estimators.base import EvalContext, n_hidden, register_estimator, subset
 
 __all__ = ["sp_mutual_information", "gaussian_entropy_bits", "DIRECT_MAX_DIM"]
 
@@ -85,15 +86,9 @@ def _default_block(n_comp: int) -> int:
 
 
 def _sq_dist(s, c, c_sq):
-    """||s_a - c_k||^2, ``(len(s), len(c))``: exact column sums when narrow, matmul form when wide."""
-    d = s.shape[-1]
-    if d <= DIRECT_MAX_DIM:
-        out = jnp.zeros((s.shape[0], c.shape[0]), jnp.float32)
-        for u in range(d):
-            out = out + jnp.square(s[:, u][:, None] - c[:, u][None, :])
-        return out
-    s_sq = jnp.sum(s * s, axis=-1)
-    return jnp.maximum(s_sq[:, None] + c_sq[None, :] - 2.0 * (s @ c.T), 0.0)
+    """||s_a - c_k||^2, ``(len(s), len(c))``: the shared distance function (exact column sums up to
+    ``DIRECT_MAX_DIM`` units, else the full-precision matmul form clamped at its resolution)."""
+    return sq_distances(s, c, c_sq, direct_max_dim=DIRECT_MAX_DIM)
 
 
 def _check_args(centers, beta, n_mc):
@@ -174,3 +169,38 @@ def sp_mutual_information(centers, beta, key, *, n_mc: int = 1, block: int | Non
         "i_xt_mc_se": to_bits(se),
     }
     return {k: nan_unless_finite(v, centers) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- the estimator
+
+
+def _sp(ctx: EvalContext, cfg):
+    """Sample propagation (Goldfeld et al. 2019) on a noisy network: for each of ``estimator.sp.n``
+    inputs, ``estimator.sp.replicas`` draws of the earlier layers' noise give the centers S_l of
+    T_l's mixture; I(X;T_l) = h(T_l) - h(T_l|X) by Monte Carlo. Hidden layers only (the output
+    has no noise): the output's entries are NaN."""
+    o, beta = cfg.estimator.sp, float(cfg.model.layer_noise)
+    x = subset(ctx, o.n)
+    keys = jax.random.split(ctx.key, o.replicas + 1)
+    reps = jax.vmap(lambda k: ctx.apply(ctx.params, x, key=k, centers=True))(keys[:-1])  # layers of (R, n, d_l)
+    hidden = reps[: n_hidden(ctx, cfg)]
+    d_max = max(h.shape[-1] for h in hidden)
+    stacked = jnp.stack([jnp.pad(h, ((0, 0), (0, 0), (0, d_max - h.shape[-1]))) for h in hidden])
+    mask = jnp.stack([jnp.arange(d_max) < h.shape[-1] for h in hidden])
+    r = jax.vmap(lambda c, m, k: sp_mutual_information(c, beta, k, n_mc=o.n_mc, unit_mask=m))(
+        stacked, mask, jax.random.split(keys[-1], len(hidden)))
+    pad = len(ctx.layers) - len(hidden)
+    nan = jnp.full((pad,), jnp.nan, jnp.float32)
+    return {q: jnp.concatenate([r[q].astype(jnp.float32), nan]) for q in ("i_xt", "h_x_given_t", "h_t", "i_xt_mc_se")}
+
+
+def _check(cfg, n_info: int) -> None:
+    o = cfg.estimator.sp
+    if not cfg.model.layer_noise > 0:
+        raise ValueError("estimator.names: sp needs a noisy network (model.layer_noise > 0, the noise std beta); "
+                         f"got model.layer_noise={cfg.model.layer_noise}")
+    if o.replicas < 1 or o.n_mc < 1 or o.n < 2:
+        raise ValueError(f"estimator.sp.replicas and estimator.sp.n_mc must be >= 1, estimator.sp.n >= 2; got {o.replicas}, {o.n_mc}, {o.n}")
+
+
+register_estimator("sp", _sp, _check, reads=("sp",))

@@ -1,0 +1,91 @@
+"""What an estimator is: the context it sees, its registry entry, how it registers.
+
+An estimator is a function ``compute(ctx, cfg) -> {quantity: (L,) array}`` registered with
+:func:`register_estimator`; its quantities are recorded as ``{name}/{quantity}/{layer}``.
+``ctx`` (:class:`EvalContext`) holds the member's layers on the information set, padded to
+one stack so an estimator can ``vmap`` over layers (one copy of its code to compile), the
+labels, and the member's network for estimators that re-run it (weight-noise channel,
+noisy-network sample propagation). ``cfg`` is the job's :class:`ib_jax.config.Config`.
+
+Each built-in estimator's module holds its math, its adapter, its check and its registration
+(``binning.py``, ``knn.py``...). Adding one is one function plus one registration::
+
+    def mean_abs(ctx, cfg):
+        total = jnp.abs(ctx.stacked).sum(axis=(1, 2))          # padded units are zero
+        return {"mean_abs": total / (ctx.dims * ctx.n)}
+    register_estimator("mean_abs", mean_abs)               # estimator.names=[binning,mean_abs]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+
+from ib_jax.registry import ESTIMATORS
+
+__all__ = ["EvalContext", "Estimator", "register_estimator", "n_hidden", "subset"]
+
+class EvalContext(NamedTuple):
+    """What an estimator sees for one member at one evaluation.
+
+    Attributes:
+      layers: the representations T, each ``(n, d_l)`` float32 (hidden layers, then the
+        softmax output when ``estimator.include_output``).
+      stacked: ``(L, n, d_max)`` the layers zero-padded to one width; ``mask`` ``(L, d_max)``
+        marks real units; ``dims`` ``(L,)`` float32 their widths.
+      x, y: the information set's inputs and labels ``(n,)``; ``n`` its size.
+      n_classes: number of labels.
+      apply: ``(params, x, key=None, centers=False) -> layers`` the member's network in
+        evaluation mode (``key`` draws layer noise; ``centers`` returns S_l = f_l(T_{l-1})
+        before a noisy network adds its noise).
+      params: the member's parameters.
+      key: a PRNG key fresh to this member and evaluation.
+    """
+
+    layers: list
+    stacked: jax.Array
+    mask: jax.Array
+    dims: jax.Array
+    x: jax.Array
+    y: jax.Array
+    n: int
+    n_classes: int
+    apply: Callable[..., list]
+    params: Any
+    key: jax.Array
+
+
+class Estimator(NamedTuple):
+    """``compute(ctx, cfg) -> {quantity: (L,)}``; ``check(cfg, n_info)`` raises ``ValueError``
+    naming the key for settings it cannot use (run before any compute), or None."""
+
+    compute: Callable[[EvalContext, Any], dict]
+    check: Callable[[Any, int], None] | None = None
+    # the option groups of ``estimator`` it reads (``estimator.knn.k``...): documents the part's keys
+    reads: tuple[str, ...] = ()
+
+
+def register_estimator(name: str, compute, check=None, *, reads: tuple[str, ...] = (), overwrite: bool = False) -> Estimator:
+    """Register ``compute`` (and its ``check``) under ``name`` in the ``ESTIMATORS`` registry."""
+    est = Estimator(compute, check, tuple(reads))
+    ESTIMATORS.register(name, est, overwrite=overwrite)
+    return est
+
+
+# ----------------------------------------------------------------------- built-ins
+
+def n_hidden(ctx: EvalContext, cfg) -> int:
+    """Hidden layers among ``ctx.layers`` (the softmax output is last when ``estimator.include_output``)."""
+    return len(ctx.layers) - (1 if cfg.estimator.include_output else 0)
+
+
+def subset(ctx: EvalContext, n: int) -> jax.Array:
+    """The first ``n`` rows of the information set (estimators that cost O(n^2) use fewer rows).
+
+    The set is a seeded subset when ``estimator.n_info`` is below the data's rows, but all the
+    rows *in data order* otherwise, so on sorted data (the 12-bit task) its first rows are not
+    representative (issue 16 replaces this with a seeded random subset). One place to change.
+    """
+    return ctx.x[: min(n, ctx.n)]

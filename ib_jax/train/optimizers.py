@@ -1,0 +1,56 @@
+"""The optimizers of ``optimizer=<name>``: the ``OPTIMIZERS`` registry's built-ins, each with its check.
+
+An entry is an :class:`OptimizerEntry`: ``build(learning_rate, cfg: OptimizerConf) ->
+optax.GradientTransformation`` (the learning rate may be a traced per-member scalar) and a
+``check(cfg: OptimizerConf)`` run by validation before any compute. A plug-in may register a
+plain function ``(learning_rate, cfg) -> transformation`` instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import optax
+
+from ib_jax.registry import OPTIMIZERS
+
+__all__ = ["OptimizerEntry", "check"]
+
+
+class OptimizerEntry(NamedTuple):
+    build: Callable[[Any, Any], optax.GradientTransformation]
+    check: Callable[[Any], None] | None = None
+
+    def __call__(self, learning_rate, cfg) -> optax.GradientTransformation:
+        return self.build(learning_rate, cfg)
+
+
+def _no_momentum(cfg) -> None:
+    if cfg.momentum is not None:
+        raise ValueError(f"optimizer.momentum is used by optimizer=momentum only; optimizer={cfg.name} would ignore it (got {cfg.momentum})")
+
+
+def _momentum(cfg) -> None:
+    if cfg.momentum is None or not 0.0 <= cfg.momentum < 1.0:
+        raise ValueError(f"optimizer.momentum must be in [0, 1) for optimizer=momentum, got {cfg.momentum}")
+
+
+def check(cfg) -> None:
+    """The optimizer part of validation (``optimizer.*``): the entry's own check, learning rate and batch size."""
+    o = cfg.optimizer
+    entry = OPTIMIZERS.get(o.name)
+    lr = o.learning_rate
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"optimizer.learning_rate must be a finite number > 0, got {lr}")
+    if o.batch_size < 0:
+        raise ValueError(f"optimizer.batch_size must be >= 0 (0 = full batch), got {o.batch_size}")
+    entry_check = getattr(entry, "check", None)
+    if entry_check is not None:
+        entry_check(o)
+
+
+OPTIMIZERS.register("sgd", OptimizerEntry(lambda lr, cfg: optax.sgd(lr), _no_momentum))
+OPTIMIZERS.register("momentum", OptimizerEntry(lambda lr, cfg: optax.sgd(lr, momentum=cfg.momentum), _momentum))
+OPTIMIZERS.register("adam", OptimizerEntry(lambda lr, cfg: optax.adam(lr), _no_momentum))
