@@ -56,8 +56,7 @@ def main(argv=None):
         for i, snr in enumerate(args.snrs):
             theta = np.degrees(np.arctan(1 / np.sqrt(snr)))
             print(
-                f"{name:<15}{snr:>8g}{rs[i].mean():>13.4f} ± {rs[i].std():<7.4f}"
-                f"{ang[i].mean():>13.4f} ± {ang[i].std():<7.4f}{theta:>13.4f}"
+                f"{name:<15}{snr:>8g}{rs[i].mean():>13.4f} ± {rs[i].std():<7.4f}{ang[i].mean():>13.4f} ± {ang[i].std():<7.4f}{theta:>13.4f}"
             )
 
 

@@ -21,7 +21,8 @@ family a sub-package (``ib_jax.noise``, ``ib_jax.estimators``, ``ib_jax.data``, 
 ``ib_jax.train.optimizers``); a user registers theirs in any module and names it with
 ``plugins=[my_lab.noise]`` on the command line (see :func:`load_plugins`). This module imports no
 other ib_jax module.
-No metaclasses and no import-time discovery magic: a registry is a dict with a good error.
+No metaclasses: a registry is a dict with a good error, filled by plain imports (a family's
+package imports each of its modules, :func:`import_parts`).
 """
 
 from __future__ import annotations
@@ -29,11 +30,24 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import pkgutil
 import sys
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Registry", "NOISE", "ESTIMATORS", "DATASETS", "MODELS", "SCHEDULES", "OPTIMIZERS", "load_plugins", "plugins_from_argv", "ensure_builtins"]
+__all__ = [
+    "import_parts",
+    "Registry",
+    "NOISE",
+    "ESTIMATORS",
+    "DATASETS",
+    "MODELS",
+    "SCHEDULES",
+    "OPTIMIZERS",
+    "load_plugins",
+    "plugins_from_argv",
+    "ensure_builtins",
+]
 
 
 class Registry:
@@ -153,3 +167,17 @@ def ensure_builtins() -> None:
     by its family's ``__init__``."""
     importlib.import_module("ib_jax")
 
+
+def import_parts(package: str, path) -> list[str]:
+    """Import every module of a plug-in family's package (``package`` its name, ``path`` its
+    ``__path__``), in name order; each registers its part as it is imported.
+
+    Called at the end of each family's ``__init__`` (``ib_jax.noise``, ``ib_jax.estimators``,
+    ``ib_jax.data``, ``ib_jax.models``, ``ib_jax.train``): the package *is* the registry of its
+    built-ins, so a new part is one new module and no list of module names is edited. Modules whose
+    name starts with ``_`` are shared helpers (imported by the parts that use them).
+    """
+    names = sorted(m.name for m in pkgutil.iter_modules(path) if not m.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names

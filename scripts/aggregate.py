@@ -27,12 +27,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ib_jax.report import plots  # noqa: E402  (sets the Agg backend)
+import matplotlib.pyplot as plt  # noqa: E402
+
 from ib_jax.job.records import loads_strict  # noqa: E402
+from ib_jax.report import plots  # noqa: E402  (sets the Agg backend)
 from ib_jax.report.stats import paired_difference, t_interval  # noqa: E402
 from ib_jax.report.summary import paired_by_seed, reference_level  # noqa: E402
-
-import matplotlib.pyplot as plt  # noqa: E402
 
 EXCLUDE = ("hydra.", "logger.", "seeds=", "seed=")
 
@@ -62,8 +62,9 @@ def setting_key(job_dir):
             with open(path, encoding="utf-8") as f:
                 return "config fingerprint", str(json.load(f)["fingerprint"])
         except (OSError, ValueError, KeyError, TypeError) as e:
-            print(f"aggregate: warning: {path} is unreadable ({type(e).__name__}: {e}); identifying the job by its overrides",
-                  file=sys.stderr)
+            print(
+                f"aggregate: warning: {path} is unreadable ({type(e).__name__}: {e}); identifying the job by its overrides", file=sys.stderr
+            )
     return "overrides", setting_of(job_dir)
 
 
@@ -89,8 +90,10 @@ def unique_settings(jobs):
         keep = min(group, key=lambda j: (not _is_original(j), j))
         kept.append(keep)
         for other in sorted(set(group) - {keep}):
-            print(f"aggregate: warning: the setting of {other} appears twice (same {how} {key[:64]} as {keep}); "
-                  f"counted once, from {keep}", file=sys.stderr)
+            print(
+                f"aggregate: warning: the setting of {other} appears twice (same {how} {key[:64]} as {keep}); counted once, from {keep}",
+                file=sys.stderr,
+            )
     return sorted(kept)
 
 
@@ -128,10 +131,17 @@ def aggregate(roots, estimator="binning"):
         for (name, lv), members in sorted(by_level.items(), key=lambda kv: (np.isinf(kv[0][1]), kv[0][1])):
             ok = [m for m in members if not m.get("diverged")]
             prefix = f"final/{estimator}/h_x_given_t/"
-            layers = [k[len(prefix):] for k in (ok or members)[0] if k.startswith(prefix)]
+            layers = [k[len(prefix) :] for k in (ok or members)[0] if k.startswith(prefix)]
             layers_all = layers_all or layers
 
-            row = {"setting": setting, "job_dir": job, "level_name": name, "level": lv, "seeds": len(ok), "diverged": len(members) - len(ok)}
+            row = {
+                "setting": setting,
+                "job_dir": job,
+                "level_name": name,
+                "level": lv,
+                "seeds": len(ok),
+                "diverged": len(members) - len(ok),
+            }
 
             def put(label, key, row=row, ok=ok, name=name, lv=lv):
                 """``{label}_mean``, ``_std`` and the 95% Student-t interval ``_lo``, ``_hi`` over seeds (NaN for one seed);
@@ -145,10 +155,19 @@ def aggregate(roots, estimator="binning"):
                 if ref is not None and lv != ref:
                     d = paired_difference(*paired_by_seed(summary["members"], name, lv, ref, key))
                     row[f"d_{label}_mean"], row[f"d_{label}_lo"], row[f"d_{label}_hi"], row[f"d_{label}_p"] = (
-                        float(d.mean), float(d.lo), float(d.hi), float(d.p_value))
+                        float(d.mean),
+                        float(d.lo),
+                        float(d.hi),
+                        float(d.p_value),
+                    )
 
-            for key, label in [("final/gap_loss", "gap_loss"), ("final/gap_accuracy", "gap_accuracy"), ("final/test_accuracy", "test_accuracy"),
-                               ("final/noise_realized_snr", "realized_snr"), ("final/sgd_snr", "sgd_snr")]:
+            for key, label in [
+                ("final/gap_loss", "gap_loss"),
+                ("final/gap_accuracy", "gap_accuracy"),
+                ("final/test_accuracy", "test_accuracy"),
+                ("final/noise_realized_snr", "realized_snr"),
+                ("final/sgd_snr", "sgd_snr"),
+            ]:
                 put(label, key)
             for layer in layers:
                 put(f"h_x_given_t_{layer}", prefix + layer)
@@ -173,12 +192,22 @@ def markdown(rows, layers):
             return "n/a"
         return f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] p={p:.2g}" if np.isfinite(lo) else f"{m:+.3f} (n=1)"
 
-    head = (["setting", "level", "seeds", "gap loss", "gap acc", "realized SNR", "SGD SNR"] + [f"H(X|T) {l}" for l in layers]
-            + [f"H(X|T) {l} at matched loss" for l in layers])
+    head = (
+        ["setting", "level", "seeds", "gap loss", "gap acc", "realized SNR", "SGD SNR"]
+        + [f"H(X|T) {l}" for l in layers]
+        + [f"H(X|T) {l} at matched loss" for l in layers]
+    )
     out = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
-        cells = [r["setting"], f"{r['level_name']}={plots.level_label(r['level'])}", f"{r['seeds']}" + (f" (+{r['diverged']} diverged)" if r["diverged"] else ""),
-                 ms(r, "gap_loss"), ms(r, "gap_accuracy"), ms(r, "realized_snr"), ms(r, "sgd_snr")]
+        cells = [
+            r["setting"],
+            f"{r['level_name']}={plots.level_label(r['level'])}",
+            f"{r['seeds']}" + (f" (+{r['diverged']} diverged)" if r["diverged"] else ""),
+            ms(r, "gap_loss"),
+            ms(r, "gap_accuracy"),
+            ms(r, "realized_snr"),
+            ms(r, "sgd_snr"),
+        ]
         cells += [ms(r, f"h_x_given_t_{l}") if f"h_x_given_t_{l}_mean" in r else "n/a" for l in layers]
         cells += [ms(r, f"matched_h_x_given_t_{l}") if f"matched_h_x_given_t_{l}_mean" in r else "n/a" for l in layers]
         out.append("| " + " | ".join(cells) + " |")
@@ -186,9 +215,14 @@ def markdown(rows, layers):
     diffs = [r for r in rows if "d_gap_loss_mean" in r]
     if diffs:
         head = ["setting", "level", "Δ gap loss", "Δ gap acc"] + [f"Δ H(X|T) {l}" for l in layers]
-        out += ["", "paired difference vs each job's reference level (no noise: snr=inf, sigma/p=0, else the first level): members "
-                "with the same seed, level minus reference, mean [95% paired t-interval] and the paired t-test's p-value", "",
-                "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        out += [
+            "",
+            "paired difference vs each job's reference level (no noise: snr=inf, sigma/p=0, else the first level): members "
+            "with the same seed, level minus reference, mean [95% paired t-interval] and the paired t-test's p-value",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + " --- |" * len(head),
+        ]
         for r in diffs:
             cells = [r["setting"], f"{r['level_name']}={plots.level_label(r['level'])}", paired(r, "gap_loss"), paired(r, "gap_accuracy")]
             cells += [paired(r, f"h_x_given_t_{l}") for l in layers]
@@ -199,7 +233,9 @@ def markdown(rows, layers):
 def plot(rows, layers, out_dir):
     settings = sorted({r["setting"] for r in rows})
     paths = []
-    panels = [("gap_loss", "test - train loss"), ("gap_accuracy", "train - test accuracy")] + [(f"h_x_given_t_{l}", f"H(X|T) {l} [bits]") for l in layers]
+    panels = [("gap_loss", "test - train loss"), ("gap_accuracy", "train - test accuracy")] + [
+        (f"h_x_given_t_{l}", f"H(X|T) {l} [bits]") for l in layers
+    ]
     cols = min(3, len(panels))
     nrows = -(-len(panels) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), squeeze=False)
@@ -240,7 +276,9 @@ def main(argv=None):
     out = args.out or args.dirs[0]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "aggregate.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}, key=lambda k: (k not in ("setting", "level_name", "level", "seeds"), k)))
+        w = csv.DictWriter(
+            f, fieldnames=sorted({k for r in rows for k in r}, key=lambda k: (k not in ("setting", "level_name", "level", "seeds"), k))
+        )
         w.writeheader()
         w.writerows(rows)
     md = markdown(rows, layers)

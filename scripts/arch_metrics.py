@@ -55,6 +55,13 @@ function-local imports
     ``stdlib`` or ``third-party`` (``sys.stdlib_module_names``).
 longest modules
     The 10 modules with the most lines, and how many modules exceed 500 and 600 lines.
+families
+    The same module-level graph folded onto the package's top-level parts (``ib_jax.noise.cone`` ->
+    ``noise``; a root module such as ``ib_jax.config`` is its own part): which families import which,
+    and whether that graph has a cycle.
+check (``--check``)
+    Exit 1 unless: no cycle in either graph, no function-local import of a package module, no module
+    over 600 lines, and every ``--leaf`` module is a leaf (the assertions of tests/test_architecture.py).
 leaves (``--leaf MOD``)
     Whether each named module imports any other module of the package at any level (module level,
     inside functions, or under ``TYPE_CHECKING``).  A leaf imports none.
@@ -239,9 +246,7 @@ def collect_imports(modules: dict[str, dict], package: str) -> tuple[list[dict],
             if node.level:
                 base = _relative_base(module, info["is_package"], node.level, node.module)
                 if base is None:
-                    errors.append(
-                        {"module": module, "error": f"line {node.lineno}: relative import beyond top-level package"}
-                    )
+                    errors.append({"module": module, "error": f"line {node.lineno}: relative import beyond top-level package"})
                     continue
             else:
                 base = node.module or ""
@@ -456,6 +461,33 @@ def analyse(package_dir: str | os.PathLike = "ib_jax") -> dict:
     }
 
 
+def family_graph(result: dict) -> dict:
+    """The module-level edges folded onto top-level parts: ``{"edges": [(a, b)], "cycles": [...]}``."""
+    pkg = result["package"]
+
+    def part(m: str) -> str:
+        rest = m[len(pkg) + 1 :] if m.startswith(pkg + ".") else "__init__"
+        return rest.split(".", 1)[0] or "__init__"
+
+    edges = sorted({(part(a), part(b)) for a, b in result["edges_module"] if part(a) != part(b)})
+    nodes = sorted({x for e in edges for x in e})
+    cycles = find_cycles(nodes, edges, set())
+    return {"edges": edges, "cycles": cycles}
+
+
+def check(result: dict, leaves: dict | None) -> list[str]:
+    """The architecture rules; the list of violations (empty: all hold)."""
+    bad = []
+    bad += [f"import cycle (module level): {', '.join(c)}" for c in result["cycles_module"]]
+    bad += [f"import cycle (incl. function-local): {', '.join(c)}" for c in result["cycles_all"]]
+    bad += [f"function-local import of a package module: {e['module']}:{e['line']}:{e['target']}" for e in result["local_imports_internal"]]
+    bad += [f"{m} has {n} lines (> {LONG_THRESHOLDS[1]})" for m, n in result["module_lines"].items() if n > LONG_THRESHOLDS[1]]
+    for name, info in (leaves or {}).items():
+        if not info["leaf"]:
+            bad.append(f"{name} is not a leaf: imports {', '.join(info['imports']) or '(not found)'}")
+    return bad
+
+
 def leaf_report(result: dict, names) -> dict[str, dict]:
     """For each named module: ``{"found": bool, "leaf": bool, "imports": [...]}``."""
     report = {}
@@ -512,6 +544,14 @@ def format_report(result: dict, leaves: dict | None = None) -> str:
         add(f"    {lines:6d}  {module}")
     add(f"modules > {LONG_THRESHOLDS[0]} lines: {result['over_500']}")
     add(f"modules > {LONG_THRESHOLDS[1]} lines: {result['over_600']}")
+    fam = family_graph(result)
+    add(f"families (module-level imports between top-level parts): {len(fam['edges'])} edges, {len(fam['cycles'])} cycles")
+    by_source: dict[str, list[str]] = {}
+    for a, b in fam["edges"]:
+        by_source.setdefault(a, []).append(b)
+    for a in sorted(by_source):
+        add(f"    {a} -> {', '.join(by_source[a])}")
+    out.extend(_format_cycles(fam["cycles"]) if fam["cycles"] else [])
     if leaves:
         add("leaves (imports no other package module, at any level):")
         for name, info in leaves.items():
@@ -530,9 +570,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--package", default="ib_jax", help="package directory (default: ib_jax)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument(
-        "--leaf", action="append", default=[], metavar="MOD", help="module that must import no other package module"
-    )
+    parser.add_argument("--leaf", action="append", default=[], metavar="MOD", help="module that must import no other package module")
+    parser.add_argument("--check", action="store_true", help="exit 1 when an architecture rule is broken (see the docstring)")
     args = parser.parse_args(argv)
     result = analyse(args.package)
     leaves = leaf_report(result, args.leaf) if args.leaf else None
@@ -543,6 +582,11 @@ def main(argv=None) -> int:
         print(json.dumps(payload, indent=2))
     else:
         print(format_report(result, leaves))
+    if args.check:
+        violations = check(result, leaves)
+        for v in violations:
+            print(f"architecture: {v}", file=sys.stderr)
+        return 1 if violations else 0
     if leaves is not None and not all(info["leaf"] for info in leaves.values()):
         return 1
     return 0

@@ -50,8 +50,8 @@ from scipy.spatial import cKDTree
 
 from ib_jax import estimators as E
 from ib_jax.estimators import knn
-from ib_jax.estimators.binning import host_sort
 from ib_jax.estimators._common import blocked_rows, default_block, sq_distances
+from ib_jax.estimators.binning import host_sort
 
 WIDTHS = (10, 7, 5, 4, 3, 2)
 N = 4096
@@ -109,8 +109,9 @@ def bench_binning(snapshots, ref_snapshots):
         ref = [[numpy_binned(t[s], y_np) for s in range(ref_snapshots)] for t in ref_layers]
         t_ref = min(t_ref, (time.perf_counter() - t0) * snapshots / ref_snapshots)
     ours = [f(t) for f, t in zip(fns, layers)]
-    err = max(abs(float(o["i_ty"][s]) - r[s][1]) + abs(float(o["i_xt"][s]) - r[s][0])
-              for o, r in zip(ours, ref) for s in range(ref_snapshots))
+    err = max(
+        abs(float(o["i_ty"][s]) - r[s][1]) + abs(float(o["i_xt"][s]) - r[s][0]) for o, r in zip(ours, ref) for s in range(ref_snapshots)
+    )
     return t_jax, t_xla, t_ref, err
 
 
@@ -202,7 +203,9 @@ def main(argv=None):
     p.add_argument("--no-ksg", action="store_true")
     p.add_argument("--memory", action="store_true")
     args = p.parse_args(argv)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.devices()[0].platform}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.devices()[0].platform}"
+    )
     t_jax, t_xla, t_ref, err = bench_binning(args.snapshots, args.ref_snapshots)
     print(f"\n| binned I(X;T), I(T;Y): 6 layers x {args.snapshots} snapshots x {N} rows | seconds | ratio |")
     print("| --- | ---: | ---: |")
@@ -217,16 +220,20 @@ def main(argv=None):
         print(f"| | {d} | {search} | {t_ref:.4f} | {t_ours:.4f} | {t_ref / t_ours:.2f}x | {t_floor:.4f} | {err:.1e} |")
     if not args.no_ksg:
         rows = bench_ksg([int(v) for v in args.ksg_dims.split(",")])
-        print("\n| KSG I(A;B), k=10, n=5000 | d per side | true (bits) | benchmark-mi KSG (bits, s) | "
-              "ib_jax euclidean (bits, s) | speed-up | ib_jax max-norm (bits, s) |")
+        print(
+            "\n| KSG I(A;B), k=10, n=5000 | d per side | true (bits) | benchmark-mi KSG (bits, s) | "
+            "ib_jax euclidean (bits, s) | speed-up | ib_jax max-norm (bits, s) |"
+        )
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in rows:
             if "bmi" in r:
                 ref, ratio = f"{r['bmi']:.3f}, {r['t_bmi']:.2f}", f"{r['t_bmi'] / r['t_euclidean']:.0f}x"
             else:
                 ref, ratio = "not installed", "n/a"
-            print(f"| | {r['d']} | {r['true']:.3f} | {ref} | {r['euclidean']:.3f}, {r['t_euclidean']:.3f} | {ratio} | "
-                  f"{r['max']:.3f}, {r['t_max']:.3f} |")
+            print(
+                f"| | {r['d']} | {r['true']:.3f} | {ref} | {r['euclidean']:.3f}, {r['t_euclidean']:.3f} | {ratio} | "
+                f"{r['max']:.3f}, {r['t_max']:.3f} |"
+            )
         print("(the benchmark clips its estimate at 0; ib_jax reports the raw value)")
     if args.memory:
         out = subprocess.run([sys.executable, "-c", MEMORY_CHILD], capture_output=True, text=True, check=True)

@@ -193,9 +193,16 @@ def bench_population(name, model, x, y, batch, steps, sizes, peak):
             break
         gflops = flops_step * steps / t / 1e9
         row = {
-            "benchmark": name, "members": p, "steps": steps, "batch": batch, "seconds": t,
-            "model_steps_per_s": p * steps / t, "gflops": gflops, "fraction_of_peak": gflops / peak,
-            "program_bytes": program_bytes(compiled), "device_peak_bytes": device_peak_bytes(),
+            "benchmark": name,
+            "members": p,
+            "steps": steps,
+            "batch": batch,
+            "seconds": t,
+            "model_steps_per_s": p * steps / t,
+            "gflops": gflops,
+            "fraction_of_peak": gflops / peak,
+            "program_bytes": program_bytes(compiled),
+            "device_peak_bytes": device_peak_bytes(),
         }
         rows.append(row)
         print(f"  {name} P={p}: {fmt_rate(row['model_steps_per_s'])} model-steps/s, {gflops:.1f} GFLOP/s", flush=True)
@@ -245,8 +252,16 @@ def torch_tishby(x, y, sizes, steps, batch, loop_max):
             t0 = time.perf_counter()
             loop(steps)
             t = time.perf_counter() - t0
-            rows.append({"benchmark": "tishby_torch_loop", "members": p, "steps": steps, "seconds": t,
-                         "model_steps_per_s": p * steps / t, "device": dev})
+            rows.append(
+                {
+                    "benchmark": "tishby_torch_loop",
+                    "members": p,
+                    "steps": steps,
+                    "seconds": t,
+                    "model_steps_per_s": p * steps / t,
+                    "device": dev,
+                }
+            )
         # torch.func population: stacked parameters, vmapped forward, one Adam on the stack
         base = net().to("meta")
         params, _ = stack_module_state([net() for _ in range(p)])
@@ -272,10 +287,20 @@ def torch_tishby(x, y, sizes, steps, batch, loop_max):
         t0 = time.perf_counter()
         pop(steps)
         t = time.perf_counter() - t0
-        rows.append({"benchmark": "tishby_torch_func", "members": p, "steps": steps, "seconds": t,
-                     "model_steps_per_s": p * steps / t, "device": dev})
-        print(f"  torch P={p}: " + ", ".join(f"{r['benchmark']} {r['model_steps_per_s']:,.0f}/s"
-                                           for r in rows if r["members"] == p), flush=True)
+        rows.append(
+            {
+                "benchmark": "tishby_torch_func",
+                "members": p,
+                "steps": steps,
+                "seconds": t,
+                "model_steps_per_s": p * steps / t,
+                "device": dev,
+            }
+        )
+        print(
+            f"  torch P={p}: " + ", ".join(f"{r['benchmark']} {r['model_steps_per_s']:,.0f}/s" for r in rows if r["members"] == p),
+            flush=True,
+        )
     return rows
 
 
@@ -313,8 +338,10 @@ def print_tables(rows, peak, device):
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         if r["benchmark"] in ("tishby", "mnist", "cifar") and "error" not in r:
-            print(f"| {r['benchmark']} | {r['members']} | {r['steps']} | {fmt_rate(r['model_steps_per_s'])} | {r['gflops']:.2f} | "
-                  f"{r['fraction_of_peak']:.2%} | {fmt_bytes(r['program_bytes'])} | {fmt_bytes(r['device_peak_bytes'])} |")
+            print(
+                f"| {r['benchmark']} | {r['members']} | {r['steps']} | {fmt_rate(r['model_steps_per_s'])} | {r['gflops']:.2f} | "
+                f"{r['fraction_of_peak']:.2%} | {fmt_bytes(r['program_bytes'])} | {fmt_bytes(r['device_peak_bytes'])} |"
+            )
         elif "error" in r:
             print(f"| {r['benchmark']} | {r['members']} | | failed: {r['error']} | | | | |")
     torch_rows = [r for r in rows if r["benchmark"].startswith("tishby_torch")]

@@ -131,8 +131,7 @@ def main(argv=None):
         import torch
 
         default_threads = torch.get_num_threads()
-        rates = {th: P * args.torch_steps / torch_sequential(ds, P, args.torch_steps, 512, th)
-                 for th in sorted({1, default_threads})}
+        rates = {th: P * args.torch_steps / torch_sequential(ds, P, args.torch_steps, 512, th) for th in sorted({1, default_threads})}
         best_th = max(rates, key=rates.get)
         other = ", ".join(f"{th} thread(s): {r:,.0f}/s" for th, r in rates.items() if th != best_th) or "one setting"
         rows.append((f"PyTorch {torch.__version__} CPU loop, one model after another ({best_th} thread(s); {other})", rates[best_th]))

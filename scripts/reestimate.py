@@ -35,12 +35,19 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("job_dir", help="a job directory written with snapshots=true")
     p.add_argument("overrides", nargs="*", help="estimator.KEY=VALUE (hydra style), e.g. estimator.names=[knn,kde]")
-    p.add_argument("--range", default=None, choices=["config", "whole_run"],
-                   help="binning range: config (estimator.binning.lo/hi as set) or whole_run (fixed over the run); "
-                        "same as estimator.range=...")
+    p.add_argument(
+        "--range",
+        default=None,
+        choices=["config", "whole_run"],
+        help="binning range: config (estimator.binning.lo/hi as set) or whole_run (fixed over the run); same as estimator.range=...",
+    )
     p.add_argument("--per-unit", action="store_true", help="whole-run range per unit instead of per layer")
-    p.add_argument("--range-over", default="member", choices=["member", "population"],
-                   help="whole-run range of each member's run, or over all members (same edges for every member)")
+    p.add_argument(
+        "--range-over",
+        default="member",
+        choices=["member", "population"],
+        help="whole-run range of each member's run, or over all members (same edges for every member)",
+    )
     p.add_argument("--force", action="store_true", help="recompute a re-estimation that already exists")
     p.add_argument("--no-compile-cache", action="store_true", help="do not use JAX's persistent compilation cache")
     p.add_argument("--quiet", action="store_true")

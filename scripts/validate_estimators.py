@@ -51,7 +51,12 @@ def ross_truth(sigma):
 def cases(n, seeds, rng, sp_reps=(1, 4, 16)):
     """(estimator, case, true, samples -> (seeds,) estimates)."""
     out = []
-    for d, spread, label in [(1, 0.1, "gaussian d=1"), (2, 0.1, "gaussian d=2"), (10, 0.1, "gaussian d=10"), (10, 0.3, "anisotropic gaussian d=10")]:
+    for d, spread, label in [
+        (1, 0.1, "gaussian d=1"),
+        (2, 0.1, "gaussian d=2"),
+        (10, 0.1, "gaussian d=10"),
+        (10, 0.3, "anisotropic gaussian d=10"),
+    ]:
         cov = gauss_cov(d, spread, 10 + d)
         x = rng.multivariate_normal(np.zeros(d), cov, size=(seeds, n)).astype(np.float32)
         out.append(("knn_entropy (KL, k=3)", label, gauss_entropy_bits(cov), jax.vmap(E.knn_entropy), (x,)))
@@ -60,13 +65,27 @@ def cases(n, seeds, rng, sp_reps=(1, 4, 16)):
     for rho in (0.6, 0.9):
         a = rng.normal(size=(seeds, n))
         b = rho * a + np.sqrt(1 - rho**2) * rng.normal(size=(seeds, n))
-        out.append(("ksg_mutual_information (k=3)", f"gaussians rho={rho}", -0.5 * np.log2(1 - rho**2),
-                    jax.vmap(E.ksg_mutual_information), (a.astype(np.float32), b.astype(np.float32))))
+        out.append(
+            (
+                "ksg_mutual_information (k=3)",
+                f"gaussians rho={rho}",
+                -0.5 * np.log2(1 - rho**2),
+                jax.vmap(E.ksg_mutual_information),
+                (a.astype(np.float32), b.astype(np.float32)),
+            )
+        )
     for sigma in (0.3, 1.0):
         y = rng.integers(0, 2, size=(seeds, n))
         t = (y + sigma * rng.normal(size=(seeds, n))).astype(np.float32)
-        out.append(("knn_mutual_information_discrete (Ross, k=3)", f"T=Y+{sigma}Z, Y~Bern(1/2)", ross_truth(sigma),
-                    jax.vmap(E.knn_mutual_information_discrete), (t, y)))
+        out.append(
+            (
+                "knn_mutual_information_discrete (Ross, k=3)",
+                f"T=Y+{sigma}Z, Y~Bern(1/2)",
+                ross_truth(sigma),
+                jax.vmap(E.knn_mutual_information_discrete),
+                (t, y),
+            )
+        )
     patterns = np.array([[-0.9, -0.9], [-0.9, 0.9], [0.9, -0.9], [0.9, 0.9]], np.float32)
     t = patterns[rng.integers(0, 4, size=(seeds, n))]
     four = jax.vmap(lambda t: E.binned_entropy(t, n_bins=2))
@@ -102,12 +121,12 @@ def sp_cases(n, seeds, rng, sp_reps=(1, 4, 16)):
     keys = jax.random.split(jax.random.key(n), seeds)
     line = np.linspace(-1, 1, n)[:, None]
     square = np.random.default_rng(7).uniform(-1, 1, size=(n, 2))
-    for pts, beta, n_mc, label in [(line, 0.1, 4, "d=1, beta=0.1"), (line, 0.02, 4, "d=1, beta=0.02"),
-                                   (square, 0.2, 4, "d=2, beta=0.2")]:
+    for pts, beta, n_mc, label in [(line, 0.1, 4, "d=1, beta=0.1"), (line, 0.02, 4, "d=1, beta=0.02"), (square, 0.2, 4, "d=2, beta=0.2")]:
         c = np.broadcast_to(pts.astype(np.float32), (seeds, 1) + pts.shape)
         fn = jax.vmap(lambda c, k, beta=beta, n_mc=n_mc: E.sp_mutual_information(c, beta, k, n_mc=n_mc)["i_xt"])
-        out.append((f"sp_mutual_information (R=1, n_mc={n_mc})", f"X + beta Z, {label}", mixture_mi_bits(pts, beta**2, beta**2),
-                    fn, (c, keys)))
+        out.append(
+            (f"sp_mutual_information (R=1, n_mc={n_mc})", f"X + beta Z, {label}", mixture_mi_bits(pts, beta**2, beta**2), fn, (c, keys))
+        )
     beta, a = 0.1, 2.0
     true2 = mixture_mi_bits(a * line, (a**2 + 1) * beta**2, (a**2 + 1) * beta**2)
     for reps in sp_reps:

@@ -107,10 +107,7 @@ def synthetic(tmp_path):
     # a and b import each other, but only inside functions.
     _write(
         pkg / "a.py",
-        "def f():\n"
-        "    from pkg import b\n"
-        "    import json, numpy\n"
-        "    return b, json, numpy\n",
+        "def f():\n    from pkg import b\n    import json, numpy\n    return b, json, numpy\n",
     )
     _write(
         pkg / "b.py",
@@ -205,9 +202,7 @@ def test_no_module_over_600_lines(real):
 
 def test_no_function_local_import_of_ib_jax(real):
     offenders = _local_internal_imports(real)
-    assert not offenders, "function-local imports of ib_jax modules (module:line:imported-name):\n" + "\n".join(
-        offenders
-    )
+    assert not offenders, "function-local imports of ib_jax modules (module:line:imported-name):\n" + "\n".join(offenders)
 
 
 def test_function_local_third_party_imports_only_optional_heavy(real):
@@ -216,3 +211,44 @@ def test_function_local_third_party_imports_only_optional_heavy(real):
         "function-local imports of third-party modules outside the optional heavy dependencies "
         f"{sorted(OPTIONAL_HEAVY)} (module:line:imported-name):\n" + "\n".join(offenders)
     )
+
+
+# the flow of a job, config -> data / models / noise -> estimators -> train -> job -> report, as the
+# imports between the package's top-level parts: each may import only the parts before it
+ALLOWED_FAMILY_IMPORTS = {
+    "config": set(),
+    "registry": set(),
+    "data": {"registry"},
+    "models": {"registry"},
+    "noise": {"registry"},
+    "estimators": {"registry", "models", "noise"},
+    "train": {"registry", "data", "models", "noise", "estimators"},
+    "report": {"registry", "data", "estimators"},
+    "job": {"config", "registry", "data", "models", "noise", "estimators", "train", "report"},
+    "__init__": {"data", "estimators", "models", "noise", "train"},
+}
+
+
+def test_families_follow_the_flow(real):
+    fam = arch_metrics.family_graph(real)
+    assert not fam["cycles"], fam["cycles"]
+    bad = [f"{a} -> {b}" for a, b in fam["edges"] if b not in ALLOWED_FAMILY_IMPORTS.get(a, set())]
+    assert not bad, "imports against the flow config -> data/models/noise -> estimators -> train -> job -> report: " + ", ".join(bad)
+
+
+def test_check_mode_agrees(real):
+    leaves = arch_metrics.leaf_report(real, LEAVES)
+    assert arch_metrics.check(real, leaves) == []
+
+
+def test_synthetic_family_cycle_is_found(tmp_path):
+    pkg = tmp_path / "pk"
+    (pkg / "a").mkdir(parents=True)
+    (pkg / "b").mkdir()
+    for p in (pkg, pkg / "a", pkg / "b"):
+        (p / "__init__.py").write_text("")
+    (pkg / "a" / "x.py").write_text("from pk.b import y\n")
+    (pkg / "b" / "y.py").write_text("import pk.a.z\n")
+    (pkg / "a" / "z.py").write_text("")
+    fam = arch_metrics.family_graph(arch_metrics.analyse(str(pkg)))
+    assert fam["cycles"] == [["a", "b"]] and ("a", "b") in fam["edges"]

@@ -21,11 +21,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ib_jax import config as C
-
-from ib_jax.job.build import validate
-from ib_jax import data, train
 from ib_jax import registry as R
+from ib_jax import train
 from ib_jax.estimators import register_estimator
+from ib_jax.job.build import validate
 from ib_jax.job.rows import read_metrics
 from ib_jax.noise import register_noise
 
@@ -57,7 +56,7 @@ def cli_env(tmp_path):
 # * estimator "shape": per layer, the rows of the information set and the layer's width.
 # * data set "parity6": the 64 patterns of 6 bits, labelled by parity.
 PLUGIN = textwrap.dedent(
-    '''
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -109,20 +108,39 @@ PLUGIN = textwrap.dedent(
         y = (x.sum(1) % 2).astype(np.int32)
         parts = D.split(x, y, seed=cfg.dataset.split_seed, train_fraction=cfg.dataset.train_fraction)
         return D.Dataset(*parts, n_classes=2, name="parity6")
-    '''
+    """
 )
 
 
 def test_plugins_from_the_cli_train_a_real_job(tmp_path):
     (tmp_path / "ib_signflip_plugin.py").write_text(PLUGIN)
     run_dir = tmp_path / "run"
-    args = ["plugins=[ib_signflip_plugin]", "noise=signflip", "noise.snr=[0.0,1.0]", "dataset=parity6",
-            "estimator.names=[binning,shape]", "optimizer.batch_size=0", "seeds=1", "steps=20", "n_evals=2",
-            "evals_per_chunk=2", "probe_size=0", "logger=none", "checkpoint=false",
-            f"paths.compile_cache_dir={os.path.join(ROOT, '.cache', 'jax')}", f"hydra.run.dir={run_dir}"]
+    args = [
+        "plugins=[ib_signflip_plugin]",
+        "noise=signflip",
+        "noise.snr=[0.0,1.0]",
+        "dataset=parity6",
+        "estimator.names=[binning,shape]",
+        "optimizer.batch_size=0",
+        "seeds=1",
+        "steps=20",
+        "n_evals=2",
+        "evals_per_chunk=2",
+        "probe_size=0",
+        "logger=none",
+        "checkpoint=false",
+        f"paths.compile_cache_dir={os.path.join(ROOT, '.cache', 'jax')}",
+        f"hydra.run.dir={run_dir}",
+    ]
     # cwd = tmp_path: the module is found on the working directory, as a user's would be
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "train.py"), *args], capture_output=True,
-                         text=True, env=cli_env(tmp_path), cwd=tmp_path, timeout=600)
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "experiments", "train.py"), *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     rows = read_metrics(str(run_dir / "metrics.jsonl"))  # strict JSON: inf is stored as "inf"
     layers = ["h1", "h2", "h3", "h4", "h5", "output"]
@@ -235,9 +253,20 @@ def test_double_registration_is_refused_without_overwrite():
 # -------------------------------------------------------------------- the one schema
 
 
-OVERRIDES = ["optimizer=momentum", "optimizer.learning_rate=0.05", "noise=cone", "noise.snr=[inf,4.0]", "noise.mode=cap",
-             "model.widths=[8,6]", "schedule=warmup", "estimator.names=[binning,knn]", "seeds=2", "steps=100",
-             "logger=none", "paths.cache_dir=/tmp/ib-jax-cache"]
+OVERRIDES = [
+    "optimizer=momentum",
+    "optimizer.learning_rate=0.05",
+    "noise=cone",
+    "noise.snr=[inf,4.0]",
+    "noise.mode=cap",
+    "model.widths=[8,6]",
+    "schedule=warmup",
+    "estimator.names=[binning,knn]",
+    "seeds=2",
+    "steps=100",
+    "logger=none",
+    "paths.cache_dir=/tmp/ib-jax-cache",
+]
 
 
 def python_config():
@@ -331,8 +360,15 @@ def test_wandb_floor():
 
 
 def valid_component(name: str) -> bool:
-    return bool(name) and name not in (".", "..") and "/" not in name and "[" not in name and "]" not in name \
-        and len(name) <= C.MAX_DIR_NAME and os.path.basename(name) == name
+    return (
+        bool(name)
+        and name not in (".", "..")
+        and "/" not in name
+        and "[" not in name
+        and "]" not in name
+        and len(name) <= C.MAX_DIR_NAME
+        and os.path.basename(name) == name
+    )
 
 
 def test_dir_name_is_a_bounded_stable_path_component(tmp_path):
@@ -363,7 +399,7 @@ def test_safe_name_refuses_paths():
     # the resolver conf/config.yaml builds output directories with
     node = OmegaConf.create({"name": "../x", "ov": "a=[1,2]", "dir": "outputs/${ib.name:${name}}/${ib.dir:${ov}}"})
     with pytest.raises(Exception, match="name must be one path component"):
-        node.dir
+        _ = node.dir
     node.name = "ok"
     assert node.dir.startswith("outputs/ok/a=_1,2~")  # brackets become _, plus the hash of the original
 
@@ -371,8 +407,14 @@ def test_safe_name_refuses_paths():
 def test_cli_name_escaping_outputs_is_refused_and_writes_nothing(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "train.py"), "name=../x", "steps=1", "logger=none"],
-                         capture_output=True, text=True, env=cli_env(tmp_path), cwd=work, timeout=300)
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "experiments", "train.py"), "name=../x", "steps=1", "logger=none"],
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        cwd=work,
+        timeout=300,
+    )
     assert out.returncode != 0
     assert "name must be one path component" in out.stderr + out.stdout
     assert not (work / "x").exists() and not (tmp_path / "x").exists()

@@ -22,7 +22,7 @@ from ib_jax.data.mnist import MNIST_RESOURCES, load_mnist, read_idx
 from ib_jax.data.mnist1d import mnist1d
 from ib_jax.data.npz import from_npz
 from ib_jax.data.tishby12 import icosahedron, tishby12, tishby12_labels
-from ib_jax.registry import DATASETS
+from ib_jax.registry import DATASETS, import_parts
 
 __all__ = [
     "Dataset",
@@ -65,3 +65,7 @@ def load_config(cfg) -> Dataset:
     ds = DATASETS.get(cfg.dataset.name)(cfg)
     check_labels(ds, f"dataset.name={cfg.dataset.name}")
     return ds
+
+
+# every module of this package registers its part when imported: a new part is one new module
+import_parts(__name__, __path__)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ib_jax.data.dataset import DatasetEntry
-from ib_jax.data.files import Fetch, ImageArrays, Resource, ensure_files as _ensure, file_md5, image_entry, resolve_data_dir
+from ib_jax.data.files import Fetch, ImageArrays, Resource, file_md5, image_entry, resolve_data_dir
+from ib_jax.data.files import ensure_files as _ensure
 from ib_jax.registry import DATASETS
 
 __all__ = ["load_cifar10", "read_cifar_batch", "extract_cifar10", "CIFAR10_ARCHIVE", "CIFAR10_BATCH_MD5", "CIFAR10_FOLDER"]
@@ -30,6 +31,7 @@ CIFAR10_BATCH_MD5: dict[str, str] = {
     "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
+
 
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists, bytes and numpy arrays only: any other global is refused.
@@ -156,7 +158,9 @@ def load_cifar10(
     for name, md5 in CIFAR10_BATCH_MD5.items():
         p = folder / name
         if verify and (got := file_md5(p)) != md5:
-            raise ValueError(f"dataset cifar10: {p} has md5 {got} but the published batch has {md5}; set dataset.verify=false to read it as it is")
+            raise ValueError(
+                f"dataset cifar10: {p} has md5 {got} but the published batch has {md5}; set dataset.verify=false to read it as it is"
+            )
         parts[name] = read_cifar_batch(p)
     xs, ys = zip(*(parts[f"data_batch_{i}"] for i in range(1, 6)))
     x_train = np.concatenate(xs).astype(np.float32) / 255.0
@@ -165,5 +169,6 @@ def load_cifar10(
     y_test = parts["test_batch"][1]
     desc = f"CIFAR-10: {len(x_train)} train / {len(x_test)} test 32x32x3 RGB images, pixels uint8/255 in [0,1], 10 classes ({folder})"
     return ImageArrays(x_train, y_train, x_test, y_test, 10, desc)
+
 
 DATASETS.register("cifar10", DatasetEntry(image_entry(load_cifar10, "cifar10")))

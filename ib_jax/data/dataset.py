@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = ["Dataset", "DatasetEntry", "split", "check_labels", "information_subset", "default_cache_dir", "validate_arrays", "cache_dir_of"]
 
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
     """Train/test arrays plus the set the information estimators see.
@@ -88,14 +89,17 @@ def split(x: np.ndarray, y: np.ndarray, *, seed: int, train_fraction: float) -> 
     if len(te) == 0:
         raise ValueError(
             f"dataset.train_fraction={train_fraction} leaves an empty test split ({len(y)} rows); "
-            "the generalization gap needs test rows: use a value < 1 or a data set with its own test split")
+            "the generalization gap needs test rows: use a value < 1 or a data set with its own test split"
+        )
     if len(tr) == 0:
         raise ValueError(f"dataset.train_fraction={train_fraction} leaves no training rows ({len(y)} rows)")
     return x[tr], y[tr], x[te], y[te]
 
+
 def validate_arrays(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     """``_validate`` under its public name, for loaders in other modules."""
     return _validate(x, y, where)
+
 
 def check_labels(ds: Dataset, where: str = "dataset") -> list[str]:
     """Warnings (not errors) about labels a study should know of: one class only, label values
@@ -115,6 +119,7 @@ def check_labels(ds: Dataset, where: str = "dataset") -> list[str]:
         warnings.warn(m, stacklevel=2)
     return msgs
 
+
 def information_subset(n_total: int, n_info: int, seed: int) -> np.ndarray:
     """A fixed, seeded subset of row indices for the information set: sorted int64 ``(n_info,)``.
 
@@ -131,8 +136,10 @@ def information_subset(n_total: int, n_info: int, seed: int) -> np.ndarray:
         return np.arange(n_total, dtype=np.int64)
     return np.sort(np.random.default_rng(seed).choice(n_total, size=n_info, replace=False)).astype(np.int64)
 
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("IB_JAX_CACHE", Path.home() / ".cache" / "ib_jax"))
+
 
 def cache_dir_of(cfg) -> str:
     """``paths.cache_dir`` of a job's config, expanded."""

@@ -49,6 +49,7 @@ __all__ = ["ImageArrays", "Resource", "resolve_data_dir", "file_md5", "urllib_fe
 
 Fetch = Callable[[str, Path], None]
 
+
 class ImageArrays(NamedTuple):
     """What every loader returns; unpacks like a tuple, in this order.
 
@@ -75,6 +76,7 @@ class Resource(NamedTuple):
     filename: str
     md5: str
     urls: tuple[str, ...]
+
 
 def resolve_data_dir(data_dir: str | os.PathLike | None, cache_dir: str | os.PathLike | None) -> Path:
     """Where data files live: ``data_dir`` if given, else ``$IB_JAX_DATA_DIR``, else ``<cache_dir>/data``.
@@ -157,7 +159,9 @@ def download(resource: Resource, directory: str | os.PathLike, *, fetch: Fetch |
     raise ValueError(f"could not download {resource.filename}:\n  " + "\n  ".join(errors) + "\n" + _manual_help(directory, [resource]))
 
 
-def _ensure(directory: Path, resources: Sequence[Resource], *, download_missing: bool, fetch: Fetch | None, verify: bool, what: str) -> list[Path]:
+def _ensure(
+    directory: Path, resources: Sequence[Resource], *, download_missing: bool, fetch: Fetch | None, verify: bool, what: str
+) -> list[Path]:
     """Paths of ``resources`` in ``directory``, verified when ``verify``; downloads the missing ones if allowed."""
     missing = [r for r in resources if not (directory / r.filename).is_file()]
     if missing and not download_missing:
@@ -177,6 +181,7 @@ def _ensure(directory: Path, resources: Sequence[Resource], *, download_missing:
         paths.append(p)
     return paths
 
+
 ensure_files = _ensure
 
 
@@ -190,8 +195,9 @@ def image_entry(loader: Callable[..., ImageArrays], name: str):
     absent and online (``dataset.download``), else a message naming them."""
 
     def load(cfg) -> Dataset:
-        a = loader(cfg.paths.data_dir, cache_dir=os.path.expanduser(cfg.paths.cache_dir), download=cfg.dataset.download,
-                   verify=cfg.dataset.verify)
+        a = loader(
+            cfg.paths.data_dir, cache_dir=os.path.expanduser(cfg.paths.cache_dir), download=cfg.dataset.download, verify=cfg.dataset.verify
+        )
         return to_dataset(a, name)
 
     return load

@@ -14,6 +14,7 @@ from ib_jax.registry import DATASETS
 
 __all__ = ["load_idnns"]
 
+
 def load_idnns(path: str | os.PathLike, *, seed: int = 0, train_fraction: float = 0.85) -> ImageArrays:
     """Shwartz-Ziv & Tishby's 12-bit task from their ``var_u.mat`` (github.com/ravidziv/IDNNs, ``data/``).
 
@@ -53,16 +54,21 @@ def load_idnns(path: str | os.PathLike, *, seed: int = 0, train_fraction: float 
     elif y.size == n and sum(s != 1 for s in y.shape) <= 1:
         y = y.reshape(n)
     else:
-        raise ValueError(f"dataset.path: {path}: y has shape {y.shape}; expected {n} labels ((1, {n}), ({n}, 1), ({n},) or one-hot ({n}, 2)) for F {f.shape}")
+        raise ValueError(
+            f"dataset.path: {path}: y has shape {y.shape}; expected {n} labels ((1, {n}), ({n}, 1), ({n},) or one-hot ({n}, 2)) for F {f.shape}"
+        )
     if not np.all(np.isin(y, (0, 1))):
         raise ValueError(f"dataset.path: {path}: labels y must be 0/1, got values {np.unique(y)[:10]}")
     if not np.all(np.isfinite(f.astype(np.float64))):
         raise ValueError(f"dataset.path: {path}: F contains NaN/inf")
     x = f.astype(np.float32)
     parts = split(x, y.astype(np.int32), seed=seed, train_fraction=train_fraction)
-    desc = (f"IDNNs {path.name}: {n} patterns of {f.shape[1]} bits, P(y=1)={y.mean():.3f}, "
-            f"stratified split seed={seed} train_fraction={train_fraction}")
+    desc = (
+        f"IDNNs {path.name}: {n} patterns of {f.shape[1]} bits, P(y=1)={y.mean():.3f}, "
+        f"stratified split seed={seed} train_fraction={train_fraction}"
+    )
     return ImageArrays(*parts, n_classes=2, description=desc)
+
 
 def _load(cfg):
     """The original 12-bit file of Shwartz-Ziv & Tishby (``var_u.mat``), from a path the user gives."""

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ib_jax.data.dataset import DatasetEntry
-from ib_jax.data.files import Fetch, ImageArrays, Resource, ensure_files as _ensure, image_entry, resolve_data_dir
+from ib_jax.data.files import Fetch, ImageArrays, Resource, image_entry, resolve_data_dir
+from ib_jax.data.files import ensure_files as _ensure
 from ib_jax.registry import DATASETS
 
 __all__ = ["load_mnist", "read_idx", "MNIST_RESOURCES", "load_idx_set"]
@@ -26,14 +27,26 @@ MNIST_RESOURCES: tuple[Resource, ...] = tuple(
     Resource(n, m, tuple(u + n for u in _MNIST_MIRRORS))
     for n, m in zip(
         _IDX_NAMES,
-        ("f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432", "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"),
+        (
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
     )
 )
 
 # ---------------------------------------------------------------- idx (MNIST, Fashion-MNIST)
 
 # idx type codes (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT"); data are big-endian.
-_IDX_DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def _read_maybe_gz(path: Path) -> bytes:
@@ -62,7 +75,9 @@ def read_idx(path: str | os.PathLike, *, expect_dtype: int | None = None, expect
     if len(buf) < 4:
         raise ValueError(f"{path}: {len(buf)} bytes, too short for an idx header")
     if buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path}: bad idx magic {buf[:4].hex()} (expected 0000 then a type code in {[hex(c) for c in _IDX_DTYPES]} and a rank)")
+        raise ValueError(
+            f"{path}: bad idx magic {buf[:4].hex()} (expected 0000 then a type code in {[hex(c) for c in _IDX_DTYPES]} and a rank)"
+        )
     code, ndim = buf[2], buf[3]
     if expect_dtype is not None and code != expect_dtype:
         raise ValueError(f"{path}: idx type code {code:#04x}, expected {expect_dtype:#04x}")
@@ -116,6 +131,7 @@ def load_mnist(
     (downloads are always checked).
     """
     return _load_idx_set("mnist", MNIST_RESOURCES, "MNIST", data_dir, cache_dir, download, fetch, verify)
+
 
 load_idx_set = _load_idx_set
 IDX_NAMES = _IDX_NAMES

@@ -15,6 +15,7 @@ from ib_jax.registry import DATASETS
 
 __all__ = ["mnist1d"]
 
+
 def mnist1d(*, seed: int = 0, train_fraction: float = 0.8, num_samples: int = 4000, cache_dir: str | os.PathLike | None = None) -> Dataset:
     """MNIST-1D (40 features, 10 classes), generated locally and cached as ``.npz``.
 
@@ -44,5 +45,15 @@ def mnist1d(*, seed: int = 0, train_fraction: float = 0.8, num_samples: int = 40
     x, y = _validate(x, y, "mnist1d")
     return Dataset(*split(x, y, seed=seed, train_fraction=train_fraction), n_classes=10, name="mnist1d")
 
-DATASETS.register("mnist1d", DatasetEntry(lambda cfg: mnist1d(seed=cfg.dataset.split_seed, train_fraction=cfg.dataset.train_fraction,
-                                                              num_samples=cfg.dataset.num_samples, cache_dir=cache_dir_of(cfg))))
+
+DATASETS.register(
+    "mnist1d",
+    DatasetEntry(
+        lambda cfg: mnist1d(
+            seed=cfg.dataset.split_seed,
+            train_fraction=cfg.dataset.train_fraction,
+            num_samples=cfg.dataset.num_samples,
+            cache_dir=cache_dir_of(cfg),
+        )
+    ),
+)

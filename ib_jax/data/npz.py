@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,9 @@ from ib_jax.registry import DATASETS
 
 __all__ = ["from_npz"]
 
+
 def from_npz(path: str | os.PathLike, *, seed: int = 0, train_fraction: float = 0.8) -> Dataset:
     """A user's ``.npz`` with ``x``, ``y`` (and optionally ``x_test``, ``y_test``)."""
-    import zipfile
-
     path = Path(path).expanduser()
     if not path.is_file():
         raise ValueError(f"dataset.path: no such file {str(path)!r}")
@@ -47,6 +47,7 @@ def from_npz(path: str | os.PathLike, *, seed: int = 0, train_fraction: float = 
             parts = split(x, y, seed=seed, train_fraction=train_fraction)
     n_classes = int(max(parts[1].max(), parts[3].max(initial=0))) + 1
     return Dataset(*parts, n_classes=n_classes, name=path.stem)
+
 
 def _load(cfg) -> Dataset:
     if not cfg.dataset.path:

@@ -1,11 +1,11 @@
 """``dataset=tishby12``: the 12-bit task of Shwartz-Ziv & Tishby (2017): all 4,096
-  binary patterns of 12 bits. The original label file is not ours to ship;
-  :func:`tishby12_labels` is a deterministic reconstruction with a fixed,
-  rotation-invariant rule over 12 points on a sphere (see its docstring) whose
-  label balance and per-bit-count rates match the published data. It is NOT the
-  original: measured against the original file (``var_u.mat``), the labels agree
-  on only 82.5% of the 4,096 patterns, and networks compress and generalize
-  differently on it. Users who have the original file can load it as ``idnns``."""
+binary patterns of 12 bits. The original label file is not ours to ship;
+:func:`tishby12_labels` is a deterministic reconstruction with a fixed,
+rotation-invariant rule over 12 points on a sphere (see its docstring) whose
+label balance and per-bit-count rates match the published data. It is NOT the
+original: measured against the original file (``var_u.mat``), the labels agree
+on only 82.5% of the 4,096 patterns, and networks compress and generalize
+differently on it. Users who have the original file can load it as ``idnns``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ib_jax.data.dataset import Dataset, DatasetEntry, split
 from ib_jax.registry import DATASETS
 
 __all__ = ["tishby12", "tishby12_labels", "icosahedron"]
+
 
 def icosahedron() -> np.ndarray:
     """The 12 vertices of a regular icosahedron on the unit sphere ``(12, 3)``: 12 uniformly spread points."""
@@ -72,5 +73,7 @@ def tishby12(*, seed: int = 0, train_fraction: float = 0.85) -> Dataset:
     y = tishby12_labels()
     return Dataset(*split(x, y, seed=seed, train_fraction=train_fraction), n_classes=2, name="tishby12")
 
-DATASETS.register("tishby12", DatasetEntry(lambda cfg: tishby12(seed=cfg.dataset.split_seed, train_fraction=cfg.dataset.train_fraction),
-                                           discrete=True))
+
+DATASETS.register(
+    "tishby12", DatasetEntry(lambda cfg: tishby12(seed=cfg.dataset.split_seed, train_fraction=cfg.dataset.train_fraction), discrete=True)
+)

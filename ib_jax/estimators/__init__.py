@@ -12,7 +12,7 @@ representations of n distinct inputs, X uniform over them: H(X) = log2 n.
 """
 
 from ib_jax.estimators._common import check_finite, pad_layers, sq_distances, to_bits
-from ib_jax.estimators.base import EvalContext, Estimator, register_estimator
+from ib_jax.estimators.base import Estimator, EvalContext, register_estimator
 from ib_jax.estimators.binning import (
     bin_codes,
     binned_conditional_entropy_x,
@@ -22,12 +22,12 @@ from ib_jax.estimators.binning import (
     n_bins_for_width,
     whole_run_range,
 )
-from ib_jax.estimators.counting import host_sort, information_from_codes, miller_madow_correction
 from ib_jax.estimators.channel import (
     channel_information_from_samples,
     noise_channel_information,
     perturbed_layers,
 )
+from ib_jax.estimators.counting import host_sort, information_from_codes, miller_madow_correction
 from ib_jax.estimators.exact import exact_information, quantized_codes
 from ib_jax.estimators.ib_bound import discrete_mutual_information, frontier_i_ty_at, ib_frontier
 from ib_jax.estimators.kernel import kde_entropy_bounds, kde_mutual_information_x_bounds, kde_mutual_information_y
@@ -39,6 +39,7 @@ from ib_jax.estimators.knn import (
 )
 from ib_jax.estimators.layer_features import reduce_features, reduce_hidden, unit_subset
 from ib_jax.estimators.sp import gaussian_entropy_bits, sp_mutual_information
+from ib_jax.registry import import_parts
 
 __all__ = [
     "EvalContext",
@@ -79,3 +80,6 @@ __all__ = [
     "to_bits",
     "whole_run_range",
 ]
+
+# every module of this package registers its part when imported: a new part is one new module
+import_parts(__name__, __path__)

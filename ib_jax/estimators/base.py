@@ -27,6 +27,7 @@ from ib_jax.registry import ESTIMATORS
 
 __all__ = ["EvalContext", "Estimator", "register_estimator", "n_hidden", "subset"]
 
+
 class EvalContext(NamedTuple):
     """What an estimator sees for one member at one evaluation.
 
@@ -75,6 +76,7 @@ def register_estimator(name: str, compute, check=None, *, reads: tuple[str, ...]
 
 
 # ----------------------------------------------------------------------- built-ins
+
 
 def n_hidden(ctx: EvalContext, cfg) -> int:
     """Hidden layers among ``ctx.layers`` (the softmax output is last when ``estimator.include_output``)."""

@@ -48,6 +48,7 @@ __all__ = [
 METHODS = ("uniform", "quantile")
 DATA_RANGES = ("layer", "unit")  # lo=hi=None: one min/max per layer snapshot, or one per unit
 
+
 def _is_scalar(v):
     return isinstance(v, (int, float, np.integer, np.floating))
 
@@ -162,8 +163,21 @@ def bin_codes(t, *, n_bins=30, lo=-1.0, hi=1.0, method="uniform", unit_mask=None
         idx = jnp.searchsorted(inner, t, side="right").astype(jnp.int32)
     return idx + 1 if unit_mask is None else jnp.where(valid, idx + 1, 0)
 
-def binned_information(t, y=None, *, n_classes=None, n_bins=30, lo=-1.0, hi=1.0, method="uniform", unit_mask=None,
-                       bin_width=None, data_range="layer", miller_madow=False):
+
+def binned_information(
+    t,
+    y=None,
+    *,
+    n_classes=None,
+    n_bins=30,
+    lo=-1.0,
+    hi=1.0,
+    method="uniform",
+    unit_mask=None,
+    bin_width=None,
+    data_range="layer",
+    miller_madow=False,
+):
     """All binned quantities of one layer from one sort, in bits.
 
     Args:
@@ -185,34 +199,75 @@ def binned_information(t, y=None, *, n_classes=None, n_bins=30, lo=-1.0, hi=1.0,
       label is out of range.
     """
     check_rank(t, 2, "t")
-    codes = bin_codes(t, n_bins=n_bins, lo=lo, hi=hi, method=method, unit_mask=unit_mask, bin_width=bin_width,
-                      data_range=data_range)
+    codes = bin_codes(t, n_bins=n_bins, lo=lo, hi=hi, method=method, unit_mask=unit_mask, bin_width=bin_width, data_range=data_range)
     # one counting path for binned and quantized (exact) layers; NaN for a non-finite t
     out = information_from_codes(codes, y, n_codes=n_bins, n_classes=n_classes, miller_madow=miller_madow)
     return {k: nan_unless_finite(v, t) for k, v in out.items()}
 
 
-def binned_entropy(t, *, n_bins=30, lo=-1.0, hi=1.0, method="uniform", unit_mask=None, bin_width=None, data_range="layer",
-                   miller_madow=False):
+def binned_entropy(
+    t, *, n_bins=30, lo=-1.0, hi=1.0, method="uniform", unit_mask=None, bin_width=None, data_range="layer", miller_madow=False
+):
     """H(T) in bits of the binned rows of ``t`` ``(n, d)`` (= I(X;T) for deterministic T)."""
-    return binned_information(t, n_bins=n_bins, lo=lo, hi=hi, method=method, unit_mask=unit_mask, bin_width=bin_width,
-                              data_range=data_range, miller_madow=miller_madow)["h_t"]
+    return binned_information(
+        t,
+        n_bins=n_bins,
+        lo=lo,
+        hi=hi,
+        method=method,
+        unit_mask=unit_mask,
+        bin_width=bin_width,
+        data_range=data_range,
+        miller_madow=miller_madow,
+    )["h_t"]
 
 
-def binned_conditional_entropy_x(t, *, n_bins=30, lo=-1.0, hi=1.0, method="uniform", unit_mask=None, bin_width=None,
-                                 data_range="layer", miller_madow=False):
+def binned_conditional_entropy_x(
+    t, *, n_bins=30, lo=-1.0, hi=1.0, method="uniform", unit_mask=None, bin_width=None, data_range="layer", miller_madow=False
+):
     """H(X|T) = log2 n - H(T) in bits: what the binned layer forgets of its input."""
-    return binned_information(t, n_bins=n_bins, lo=lo, hi=hi, method=method, unit_mask=unit_mask, bin_width=bin_width,
-                              data_range=data_range, miller_madow=miller_madow)["h_x_given_t"]
+    return binned_information(
+        t,
+        n_bins=n_bins,
+        lo=lo,
+        hi=hi,
+        method=method,
+        unit_mask=unit_mask,
+        bin_width=bin_width,
+        data_range=data_range,
+        miller_madow=miller_madow,
+    )["h_x_given_t"]
 
 
-def binned_mutual_information(t, y, *, n_classes=None, n_bins=30, lo=-1.0, hi=1.0, method="uniform", unit_mask=None,
-                              bin_width=None, data_range="layer", miller_madow=False):
+def binned_mutual_information(
+    t,
+    y,
+    *,
+    n_classes=None,
+    n_bins=30,
+    lo=-1.0,
+    hi=1.0,
+    method="uniform",
+    unit_mask=None,
+    bin_width=None,
+    data_range="layer",
+    miller_madow=False,
+):
     """I(T;Y) = H(T) + H(Y) - H(T,Y) in bits, from exact binned pattern counts."""
     return binned_information(
-        t, y, n_classes=n_classes, n_bins=n_bins, lo=lo, hi=hi, method=method, unit_mask=unit_mask, bin_width=bin_width,
-        data_range=data_range, miller_madow=miller_madow,
+        t,
+        y,
+        n_classes=n_classes,
+        n_bins=n_bins,
+        lo=lo,
+        hi=hi,
+        method=method,
+        unit_mask=unit_mask,
+        bin_width=bin_width,
+        data_range=data_range,
+        miller_madow=miller_madow,
     )["i_ty"]
+
 
 def whole_run_range(layer_activations_over_time, *, per_unit=False, unit_mask=None):
     """The range (lo, hi) of one layer over a whole run: min and max over every snapshot and row.
@@ -247,6 +302,7 @@ def whole_run_range(layer_activations_over_time, *, per_unit=False, unit_mask=No
         hi = jnp.max(jnp.where(valid, flat, -jnp.inf))
     return lo, jnp.where(hi > lo, hi, lo + 1.0)
 
+
 # ----------------------------------------------------------------------------- the estimator
 
 
@@ -255,9 +311,21 @@ def _binning(method: str, fixed_range: bool):
         b = cfg.estimator.binning
         lo, hi = (b.lo, b.hi) if fixed_range else (None, None)
         width = b.bin_width if method == "uniform" else None
-        r = jax.vmap(lambda t, m: binned_information(t, ctx.y, n_classes=ctx.n_classes, n_bins=b.n_bins, lo=lo, hi=hi,
-                                                     method=method, unit_mask=m, bin_width=width, data_range=b.data_range,
-                                                     miller_madow=b.miller_madow))(ctx.stacked, ctx.mask)
+        r = jax.vmap(
+            lambda t, m: binned_information(
+                t,
+                ctx.y,
+                n_classes=ctx.n_classes,
+                n_bins=b.n_bins,
+                lo=lo,
+                hi=hi,
+                method=method,
+                unit_mask=m,
+                bin_width=width,
+                data_range=b.data_range,
+                miller_madow=b.miller_madow,
+            )
+        )(ctx.stacked, ctx.mask)
         return {q: r[q] for q in ("i_xt", "i_ty", "h_x_given_t")}
 
     return compute

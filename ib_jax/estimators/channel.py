@@ -39,9 +39,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
+from ib_jax.estimators._common import blocked_rows, centered, check_k, default_block, nan_unless_finite, sq_distances, to_bits
 from ib_jax.estimators.base import EvalContext, register_estimator, subset
 from ib_jax.noise.isotropic import isotropic
-from ib_jax.estimators._common import blocked_rows, check_k, default_block, nan_unless_finite, centered, sq_distances, to_bits
 
 __all__ = ["perturbed_layers", "noise_channel_information", "channel_information_from_samples"]
 
@@ -121,10 +121,7 @@ def noise_channel_information(
     k_w, k_e = jax.random.split(key)
     layers = perturbed_layers(apply_fn, params, x, snr=snr, key=k_w, n_samples=n_samples, scope=scope)
     eval_keys = jax.random.split(k_e, len(layers))
-    return [
-        channel_information_from_samples(s, kernel_var=kernel_var, key=kk, block=block)
-        for s, kk in zip(layers, eval_keys)
-    ]
+    return [channel_information_from_samples(s, kernel_var=kernel_var, key=kk, block=block) for s, kk in zip(layers, eval_keys)]
 
 
 # ----------------------------------------------------------------------------- the estimator
@@ -132,16 +129,19 @@ def noise_channel_information(
 
 def _channel(ctx: EvalContext, cfg):
     c = cfg.estimator.channel
-    ch = noise_channel_information(lambda p, x: ctx.apply(p, x), ctx.params, subset(ctx, c.n), snr=c.snr,
-                                   key=ctx.key, n_samples=c.samples, kernel_var=c.kernel_var)
+    ch = noise_channel_information(
+        lambda p, x: ctx.apply(p, x), ctx.params, subset(ctx, c.n), snr=c.snr, key=ctx.key, n_samples=c.samples, kernel_var=c.kernel_var
+    )
     return {"i_xt": jnp.stack([r["i_xt"] for r in ch]), "h_x_given_t": jnp.stack([r["h_x_given_t"] for r in ch])}
 
 
 def _check(cfg, n_info: int) -> None:
     c = cfg.estimator.channel
     if not c.snr > 0 or c.samples < 2 or not c.kernel_var > 0 or c.n < 2:
-        raise ValueError("estimator.channel.snr and estimator.channel.kernel_var must be > 0, estimator.channel.samples >= 2, "
-                         f"estimator.channel.n >= 2; got {c.snr}, {c.kernel_var}, {c.samples}, {c.n}")
+        raise ValueError(
+            "estimator.channel.snr and estimator.channel.kernel_var must be > 0, estimator.channel.samples >= 2, "
+            f"estimator.channel.n >= 2; got {c.snr}, {c.kernel_var}, {c.samples}, {c.n}"
+        )
 
 
 register_estimator("channel", _channel, _check, reads=("channel",))

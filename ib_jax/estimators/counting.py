@@ -37,6 +37,7 @@ __all__ = ["information_from_codes", "miller_madow_correction", "host_sort", "so
 _FALLBACK = 64  # rows resolved by exact pairwise comparison
 _SEED = 0x1B873593
 
+
 def _y_bits(n_classes):
     return max(1, int(np.ceil(np.log2(max(n_classes, 2)))))
 
@@ -309,6 +310,7 @@ def _labels(t, y, n_classes):
     in_range = jnp.all((y >= 0) & (y < n_classes))
     return y, n_classes, in_range
 
+
 def miller_madow_correction(m, n):
     """Miller-Madow bias correction of a plug-in entropy, in bits: (m - 1) / (2 n ln 2).
 
@@ -389,6 +391,7 @@ def information_from_codes(codes, y=None, *, n_codes, n_classes=None, miller_mad
         extra = {"n_patterns_t": m_t.astype(jnp.float32), "n_patterns_ty": m_ty.astype(jnp.float32)}
     out = {"h_t": h_t, "i_xt": h_t, "h_x_given_t": log_n - h_t, "h_y": h_y, "h_ty": h_ty, "i_ty": h_t + h_y - h_ty, **extra}
     return {k: jnp.where(in_range, v, jnp.nan) for k, v in out.items()}
+
 
 # the names other estimators use (kNN's cell search sorts with the same fast path)
 sort_u32 = _sort_u32

@@ -30,9 +30,8 @@ Two ways to name the codes:
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
 import jax
+import jax.numpy as jnp
 
 from ib_jax.estimators._common import check_rank, nan_unless_finite, pad_layers
 from ib_jax.estimators.base import EvalContext, register_estimator
@@ -73,8 +72,9 @@ def quantized_codes(t_quantized, *, bits, lo=None, hi=None, zero_exact=False, un
     return codes, n_codes, on_grid
 
 
-def exact_information(t_quantized, y=None, *, n_classes=None, bits, lo=None, hi=None, zero_exact=False, unit_mask=None,
-                      miller_madow=False, grid_tol=1e-3):
+def exact_information(
+    t_quantized, y=None, *, n_classes=None, bits, lo=None, hi=None, zero_exact=False, unit_mask=None, miller_madow=False, grid_tol=1e-3
+):
     """Exact H(T) = I(X;T), H(X|T) and I(T;Y) in bits of a quantized layer.
 
     Args:
@@ -93,8 +93,9 @@ def exact_information(t_quantized, y=None, *, n_classes=None, bits, lo=None, hi=
       ``i_ty``). NaN if an entry is non-finite, off the grid, or a label is
       out of range.
     """
-    codes, n_codes, on_grid = quantized_codes(t_quantized, bits=bits, lo=lo, hi=hi, zero_exact=zero_exact,
-                                              unit_mask=unit_mask, grid_tol=grid_tol)
+    codes, n_codes, on_grid = quantized_codes(
+        t_quantized, bits=bits, lo=lo, hi=hi, zero_exact=zero_exact, unit_mask=unit_mask, grid_tol=grid_tol
+    )
     out = information_from_codes(codes, y, n_codes=n_codes, n_classes=n_classes, miller_madow=miller_madow)
     return {k: jnp.where(on_grid, nan_unless_finite(v, t_quantized), jnp.nan) for k, v in out.items()}
 
@@ -112,15 +113,20 @@ def _exact(ctx: EvalContext, cfg):
         lo, hi = Q.batch_range(layers[-1])
         layers[-1] = Q.quantize(layers[-1], bits, lo, hi)
     stacked, mask = pad_layers(layers)
-    r = jax.vmap(lambda t, m: exact_information(t, ctx.y, n_classes=ctx.n_classes, bits=bits, unit_mask=m,
-                                                miller_madow=cfg.estimator.exact.miller_madow))(stacked, mask)
+    r = jax.vmap(
+        lambda t, m: exact_information(
+            t, ctx.y, n_classes=ctx.n_classes, bits=bits, unit_mask=m, miller_madow=cfg.estimator.exact.miller_madow
+        )
+    )(stacked, mask)
     return {q: r[q] for q in ("i_xt", "i_ty", "h_x_given_t")}
 
 
 def _check(cfg, n_info: int) -> None:
     if cfg.model.quantize_bits <= 0:
-        raise ValueError("estimator.names: exact counts a quantized network's own values; set model.quantize_bits "
-                         f"(e.g. 4 or 8), got model.quantize_bits={cfg.model.quantize_bits}")
+        raise ValueError(
+            "estimator.names: exact counts a quantized network's own values; set model.quantize_bits "
+            f"(e.g. 4 or 8), got model.quantize_bits={cfg.model.quantize_bits}"
+        )
 
 
 register_estimator("exact", _exact, _check, reads=("exact",))

@@ -138,7 +138,7 @@ def _split_clusters(prob, log_q, rng):
     for s in range(q.shape[0]):
         alive = list(np.flatnonzero(p_t[s] > 1e-12))
         for a_i, t in enumerate(list(alive)):  # fold clusters with (nearly) equal p(y|t) into one slot
-            for t2 in alive[a_i + 1:]:
+            for t2 in alive[a_i + 1 :]:
                 if q[s, :, t].any() and q[s, :, t2].any() and np.max(np.abs(p_y_t[s, t] - p_y_t[s, t2])) < 1e-9:
                     q[s, :, t] += q[s, :, t2]
                     q[s, :, t2] = 0.0

@@ -27,17 +27,17 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from ib_jax.estimators.base import EvalContext, register_estimator
 from ib_jax.estimators._common import (
     blocked_rows,
+    centered,
     check_rank,
     check_same_length,
     default_block,
     nan_unless_finite,
-    centered,
     sq_distances,
     to_bits,
 )
+from ib_jax.estimators.base import EvalContext, register_estimator
 
 __all__ = ["kde_entropy_bounds", "kde_mutual_information_x_bounds", "kde_mutual_information_y"]
 

@@ -38,7 +38,6 @@ The k-th neighbour search (dense or cells, chosen by shape) is :mod:`ib_jax.esti
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import digamma, gammaln
@@ -56,11 +55,11 @@ from ib_jax.estimators._common import (
 )
 from ib_jax.estimators.base import EvalContext, register_estimator
 from ib_jax.estimators.knn_search import (
+    _FAR,
     CELLS_MAX_DIM,
     CELLS_MIN_N,
     SEARCHES,
     _chebyshev,
-    _FAR,
     _group_shape,
     _pad_to,
     _select_kth,
@@ -80,6 +79,7 @@ __all__ = [
 ]
 
 KSG_METRICS = ("max", "euclidean")
+
 
 def knn_entropy(t, *, k=3, dim=None, min_dist=1e-10, block=None, search="auto"):
     """Kozachenko-Leonenko differential entropy of ``t`` ``(n, d)``, in bits.
@@ -221,6 +221,7 @@ def knn_mutual_information_discrete(t, y, *, k=3, block=None):
         - mean(digamma(jnp.maximum(m_i, 1).astype(jnp.float32)))
     )
     return nan_unless_finite(to_bits(mi), t)
+
 
 # ----------------------------------------------------------------------------- the estimator
 

@@ -129,8 +129,9 @@ class _SqEuclid:
             self.cols = _pad_to(self.t, n_pad, _FAR)
         else:
             aug = jnp.concatenate([-2.0 * self.t, self.sq[:, None]], axis=1)
-            self.cols = jnp.concatenate([aug, jnp.tile(jnp.asarray([[0.0] * self.t.shape[1] + [_FAR]], jnp.float32),
-                                                       (n_pad - aug.shape[0], 1))], axis=0)
+            self.cols = jnp.concatenate(
+                [aug, jnp.tile(jnp.asarray([[0.0] * self.t.shape[1] + [_FAR]], jnp.float32), (n_pad - aug.shape[0], 1))], axis=0
+            )
 
     def tile(self, rows: jax.Array) -> jax.Array:
         if self.direct:
@@ -325,14 +326,15 @@ def _cells_kth(x: jax.Array, k: int, dist_fn, fallback_fn, layout, with_exact: b
         rest, rest_ok = ring[:, ~inner], valid[:, ~inner]
 
         # bound, outside the ring: every point of a box is at least the box-to-box distance away
-        gaps = [jnp.maximum(jnp.maximum(lo[i][None, :] - hi[i][qb][:, None], lo[i][qb][:, None] - hi[i][None, :]), 0.0)
-                for i in range(dim)]
+        gaps = [jnp.maximum(jnp.maximum(lo[i][None, :] - hi[i][qb][:, None], lo[i][qb][:, None] - hi[i][None, :]), 0.0) for i in range(dim)]
         box_d = dist_fn(gaps).at[jnp.arange(c)[:, None], jnp.where(valid, ring, nb)].set(jnp.inf, mode="drop")
         bound = jnp.min(box_d, axis=1)[:, None]
         # in the ring but not a candidate: the tighter point-to-box distance
         q_pts = [p[qb] for p in pts]  # (c, B) each
-        pgaps = [jnp.maximum(jnp.maximum(lo[i][rest][:, None, :] - q_pts[i][:, :, None],
-                                         q_pts[i][:, :, None] - hi[i][rest][:, None, :]), 0.0) for i in range(dim)]
+        pgaps = [
+            jnp.maximum(jnp.maximum(lo[i][rest][:, None, :] - q_pts[i][:, :, None], q_pts[i][:, :, None] - hi[i][rest][:, None, :]), 0.0)
+            for i in range(dim)
+        ]
         pb = jnp.where(rest_ok[:, None, :], dist_fn(pgaps), jnp.inf)  # (c, B, ring - Wn)
         bound = jnp.minimum(bound, jnp.min(pb, axis=-1))
 

@@ -188,7 +188,8 @@ def _sp(ctx: EvalContext, cfg):
     stacked = jnp.stack([jnp.pad(h, ((0, 0), (0, 0), (0, d_max - h.shape[-1]))) for h in hidden])
     mask = jnp.stack([jnp.arange(d_max) < h.shape[-1] for h in hidden])
     r = jax.vmap(lambda c, m, k: sp_mutual_information(c, beta, k, n_mc=o.n_mc, unit_mask=m))(
-        stacked, mask, jax.random.split(keys[-1], len(hidden)))
+        stacked, mask, jax.random.split(keys[-1], len(hidden))
+    )
     pad = len(ctx.layers) - len(hidden)
     nan = jnp.full((pad,), jnp.nan, jnp.float32)
     return {q: jnp.concatenate([r[q].astype(jnp.float32), nan]) for q in ("i_xt", "h_x_given_t", "h_t", "i_xt_mc_se")}
@@ -197,10 +198,14 @@ def _sp(ctx: EvalContext, cfg):
 def _check(cfg, n_info: int) -> None:
     o = cfg.estimator.sp
     if not cfg.model.layer_noise > 0:
-        raise ValueError("estimator.names: sp needs a noisy network (model.layer_noise > 0, the noise std beta); "
-                         f"got model.layer_noise={cfg.model.layer_noise}")
+        raise ValueError(
+            "estimator.names: sp needs a noisy network (model.layer_noise > 0, the noise std beta); "
+            f"got model.layer_noise={cfg.model.layer_noise}"
+        )
     if o.replicas < 1 or o.n_mc < 1 or o.n < 2:
-        raise ValueError(f"estimator.sp.replicas and estimator.sp.n_mc must be >= 1, estimator.sp.n >= 2; got {o.replicas}, {o.n_mc}, {o.n}")
+        raise ValueError(
+            f"estimator.sp.replicas and estimator.sp.n_mc must be >= 1, estimator.sp.n >= 2; got {o.replicas}, {o.n_mc}, {o.n}"
+        )
 
 
 register_estimator("sp", _sp, _check, reads=("sp",))

@@ -87,7 +87,9 @@ def _check_estimators_static(c: Config) -> None:
     if e.n_info < 2:
         raise ValueError(f"estimator.n_info must be >= 2, got {e.n_info}")
     if e.wide_policy not in POLICIES or e.max_units < 1:
-        raise ValueError(f"estimator.wide_policy must be one of {POLICIES} and estimator.max_units >= 1, got {e.wide_policy!r}, {e.max_units}")
+        raise ValueError(
+            f"estimator.wide_policy must be one of {POLICIES} and estimator.max_units >= 1, got {e.wide_policy!r}, {e.max_units}"
+        )
 
 
 def validate(cfg, *, load_data: bool = True) -> Built:

@@ -41,8 +41,9 @@ def _placed_like(x, ref):
 
 
 def _restore_like(saved, like):
-    return jax.tree.map(lambda s, ref: (jax.random.wrap_key_data(_placed_like(s, ref)) if _is_key(ref) else _placed_like(s, ref)),
-                        saved, like)
+    return jax.tree.map(
+        lambda s, ref: jax.random.wrap_key_data(_placed_like(s, ref)) if _is_key(ref) else _placed_like(s, ref), saved, like
+    )
 
 
 class Checkpoints:
@@ -78,6 +79,7 @@ class Checkpoints:
     def close(self) -> None:
         self.mngr.close()
 
+
 # --------------------------------------------------------------- checkpoints
 
 
@@ -96,8 +98,9 @@ def _step_path(manager, step: int):
         return manager.directory / str(step)
 
 
-def restore_latest_intact(manager, like: Any, restore_fn: Callable[[int, Any], Any] | None = None, *,
-                          quarantine: bool = True) -> tuple[int | None, Any]:
+def restore_latest_intact(
+    manager, like: Any, restore_fn: Callable[[int, Any], Any] | None = None, *, quarantine: bool = True
+) -> tuple[int | None, Any]:
     """Restore the newest checkpoint that reads back; ``(step, restored)`` or ``(None, None)`` without any.
 
     ``manager``: an ``orbax.checkpoint.CheckpointManager``. ``restore_fn(step, like)``
@@ -129,11 +132,14 @@ def restore_latest_intact(manager, like: Any, restore_fn: Callable[[int, Any], A
             restored = restore_fn(step, like)
         except Exception as e:  # noqa: BLE001 - any failure to read a step means: try the older one
             errors[step] = e
-            warnings.warn(f"checkpoint {step} in {manager.directory} does not restore ({type(e).__name__}: "
-                          f"{str(e)[:300]}); falling back to an older checkpoint", stacklevel=2)
+            warnings.warn(
+                f"checkpoint {step} in {manager.directory} does not restore ({type(e).__name__}: "
+                f"{str(e)[:300]}); falling back to an older checkpoint",
+                stacklevel=2,
+            )
             continue
         if errors and quarantine:
-            stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
+            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
             for bad in errors:
                 src = _step_path(manager, bad)
                 dst = src.parent / f"{src.name}.corrupt-{stamp}"
@@ -145,4 +151,6 @@ def restore_latest_intact(manager, like: Any, restore_fn: Callable[[int, Any], A
     raise NoIntactCheckpoint(
         f"no checkpoint in {manager.directory} restores (steps {steps}): "
         + "; ".join(f"{s}: {type(e).__name__}: {str(e)[:200]}" for s, e in errors.items())
-        + ". If the model or state layout changed, start a fresh job in a new directory.", errors)
+        + ". If the model or state layout changed, start a fresh job in a new directory.",
+        errors,
+    )

@@ -12,7 +12,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from ib_jax import registry as R
-from ib_jax.config import Config, unfreeze, job_dir_name, safe_name
+from ib_jax.config import Config, job_dir_name, safe_name, unfreeze
 
 __all__ = ["register", "CONF_DIR"]
 
@@ -37,5 +37,3 @@ def register() -> None:
         for name in reg:
             if not os.path.exists(os.path.join(conf, group, f"{name}.yaml")):
                 cs.store(group=group, name=name, node={key: name})
-
-

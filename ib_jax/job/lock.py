@@ -86,12 +86,21 @@ class JobLock:
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             h = self._holder()
-            who = (f"pid {h.get('pid', '?')} on host {h.get('host', '?')}, started {h.get('started', '?')}"
-                   if h else "a process that has not yet written its pid")
-            raise JobLocked(f"{self.job_dir} is in use by another job ({who}); one job per directory: wait for it "
-                            f"to end or stop it, or give this launch another output directory", h) from None
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            who = (
+                f"pid {h.get('pid', '?')} on host {h.get('host', '?')}, started {h.get('started', '?')}"
+                if h
+                else "a process that has not yet written its pid"
+            )
+            raise JobLocked(
+                f"{self.job_dir} is in use by another job ({who}); one job per directory: wait for it "
+                f"to end or stop it, or give this launch another output directory",
+                h,
+            ) from None
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
         try:
             self._previous = os.pread(fd, max(os.fstat(fd).st_size, 1), 0)  # a dead holder's note, or b""
             os.ftruncate(fd, 0)

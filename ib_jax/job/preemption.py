@@ -83,8 +83,10 @@ class PreemptionGuard:
 
     def __enter__(self) -> PreemptionGuard:
         if threading.current_thread() is not threading.main_thread():
-            warnings.warn("PreemptionGuard: not in the main thread, where Python runs signal handlers; "
-                          "preemption signals are not caught", stacklevel=2)
+            warnings.warn(
+                "PreemptionGuard: not in the main thread, where Python runs signal handlers; preemption signals are not caught",
+                stacklevel=2,
+            )
             return self
         for s in self.signals:
             self._old[s] = signal.signal(s, self._handler)
@@ -118,8 +120,7 @@ class PreemptionGuard:
         sys.exit(code)
 
 
-def exit_for_requeue(guard: PreemptionGuard | None = None, message: str | None = None,
-                     code: int = REQUEUE_EXIT_CODE) -> NoReturn:
+def exit_for_requeue(guard: PreemptionGuard | None = None, message: str | None = None, code: int = REQUEUE_EXIT_CODE) -> NoReturn:
     """Exit so that the scheduler requeues the job: ``guard.exit_for_requeue`` or ``sys.exit(code)``."""
     if guard is not None:
         guard.exit_for_requeue(message, code)

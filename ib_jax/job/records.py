@@ -69,7 +69,6 @@ __all__ = [
     "ConfigMismatch",
     "record_or_check_config",
     "CONFIG_FILE",
-    "finite_or_none",
 ]
 
 INF = "inf"
@@ -95,8 +94,9 @@ def _encode(obj: Any, path: str) -> Any:
         return v
     if isinstance(obj, str):
         if obj in (INF, NEG_INF):
-            raise ValueError(f"{path or 'value'}: the string {obj!r} is reserved for the number {obj} in strict JSON; "
-                             "store the float instead")
+            raise ValueError(
+                f"{path or 'value'}: the string {obj!r} is reserved for the number {obj} in strict JSON; store the float instead"
+            )
         return obj
     if isinstance(obj, dict):
         out = {}
@@ -123,7 +123,7 @@ def dumps_strict(obj: Any, *, indent: int | None = None, sort_keys: bool = False
 
 
 def _reject_constant(name: str):
-    raise ValueError(f"non-standard JSON constant {name} (strict JSON writes NaN as null and infinities as \"inf\"/\"-inf\")")
+    raise ValueError(f'non-standard JSON constant {name} (strict JSON writes NaN as null and infinities as "inf"/"-inf")')
 
 
 def _legacy_constant(name: str) -> float:
@@ -291,8 +291,10 @@ def _scan_jsonl(path: str, *, null: Any, allow_constants: bool) -> tuple[list[An
                 if i == len(pieces) - 1 and not tail:
                     tail = line + b"\n"  # a garbled last line: the tail of an interrupted append
                     break
-                raise ValueError(f"{path}: line {i + 1} is not valid JSON ({e}) and is not the last line; "
-                                 "this is corruption, not an interrupted append, so nothing was changed") from None
+                raise ValueError(
+                    f"{path}: line {i + 1} is not valid JSON ({e}) and is not the last line; "
+                    "this is corruption, not an interrupted append, so nothing was changed"
+                ) from None
             rows.append(row)
             lines.append(line)
         good = end
@@ -324,8 +326,11 @@ def read_jsonl(path: str, *, repair: bool = True, null: Any = None, allow_consta
                 f.truncate(good)
                 f.flush()
                 os.fsync(f.fileno())
-            warnings.warn(f"{path}: cut a torn last line ({len(tail)} bytes: {shown!r}...) left by an interrupted "
-                          f"append; {len(rows)} complete rows kept", stacklevel=2)
+            warnings.warn(
+                f"{path}: cut a torn last line ({len(tail)} bytes: {shown!r}...) left by an interrupted "
+                f"append; {len(rows)} complete rows kept",
+                stacklevel=2,
+            )
         else:
             warnings.warn(f"{path}: skipping a torn last line ({len(tail)} bytes: {shown!r}...)", stacklevel=2)
     return rows
@@ -428,14 +433,23 @@ class ConfigMismatch(ValueError):
         self.path = path
 
 
-DEFAULT_FRESH_HINT = ("To run the new configuration, start a fresh job in a new directory "
-                      "(hydra.run.dir=<new dir>, or paths.output_dir=<new dir>); to continue this job, "
-                      "relaunch it with the recorded values.")
+DEFAULT_FRESH_HINT = (
+    "To run the new configuration, start a fresh job in a new directory "
+    "(hydra.run.dir=<new dir>, or paths.output_dir=<new dir>); to continue this job, "
+    "relaunch it with the recorded values."
+)
 
 
-def record_or_check_config(job_dir: str, cfg: dict, *, ignore_keys: Sequence[str] = (), filename: str = CONFIG_FILE,
-                           fresh_hint: str = DEFAULT_FRESH_HINT, defaults: dict | None = None,
-                           migrate: Callable[[dict], dict] | None = None) -> str:
+def record_or_check_config(
+    job_dir: str,
+    cfg: dict,
+    *,
+    ignore_keys: Sequence[str] = (),
+    filename: str = CONFIG_FILE,
+    fresh_hint: str = DEFAULT_FRESH_HINT,
+    defaults: dict | None = None,
+    migrate: Callable[[dict], dict] | None = None,
+) -> str:
     """Fix a job's configuration at its first launch; refuse a relaunch that changes it. Returns the fingerprint.
 
     ``cfg``: the resolved config as plain containers. ``ignore_keys``: dotted keys
@@ -462,12 +476,15 @@ def record_or_check_config(job_dir: str, cfg: dict, *, ignore_keys: Sequence[str
     fp = config_fingerprint(new)
     if not os.path.exists(path):
         os.makedirs(job_dir, exist_ok=True)
-        atomic_write_json(path, {
-            "fingerprint": fp,
-            "config": new,
-            "ignored_keys": list(ignore_keys),
-            "recorded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        })
+        atomic_write_json(
+            path,
+            {
+                "fingerprint": fp,
+                "config": new,
+                "ignored_keys": list(ignore_keys),
+                "recorded_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            },
+        )
         return fp
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -475,8 +492,10 @@ def record_or_check_config(job_dir: str, cfg: dict, *, ignore_keys: Sequence[str
         stored = loads_strict(text)
         old = drop_keys(migrate(stored["config"]) if migrate is not None else stored["config"], ignore_keys)
     except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e}); it records this job's configuration, "
-                         "so the job cannot be checked and was not started. " + fresh_hint) from None
+        raise ValueError(
+            f"{path} is unreadable ({type(e).__name__}: {e}); it records this job's configuration, "
+            "so the job cannot be checked and was not started. " + fresh_hint
+        ) from None
     if config_fingerprint(old) == fp:
         return fp
     diff = config_diff(old, new)
@@ -485,15 +504,11 @@ def record_or_check_config(job_dir: str, cfg: dict, *, ignore_keys: Sequence[str
         diff = [(k, a, b) for k, a, b in diff if not (isinstance(a, _Absent) and k in flat_defaults and flat_defaults[k] == b)]
         if not diff:
             return config_fingerprint(old)
-    lines = [f"{job_dir}: this launch's configuration differs from the one recorded at the job's first launch "
-             f"({path}, fingerprint {config_fingerprint(old)[:12]}, now {fp[:12]}); a job's configuration is fixed "
-             f"once it has started. Differing keys (recorded -> this launch):"]
+    lines = [
+        f"{job_dir}: this launch's configuration differs from the one recorded at the job's first launch "
+        f"({path}, fingerprint {config_fingerprint(old)[:12]}, now {fp[:12]}); a job's configuration is fixed "
+        f"once it has started. Differing keys (recorded -> this launch):"
+    ]
     lines += [f"  {k}: {_show(a)} -> {_show(b)}" for k, a, b in diff]
     lines.append("Nothing was changed or computed. " + fresh_hint)
     raise ConfigMismatch("\n".join(lines), diff, path)
-
-
-def finite_or_none(v):
-    """A float, or None for NaN/inf (a JSON null in summaries and wandb)."""
-    v = float(v)
-    return v if np.isfinite(v) else None

@@ -199,8 +199,10 @@ def split_overrides(overrides: Sequence[str]) -> tuple[list[str], str | None]:
             rng = value.strip()
             continue
         if not (key.startswith(ALLOWED_PREFIXES[:2]) or key == "plugins"):
-            raise ValueError(f"override {key}: re-estimation changes only estimator.* (and paths.*, plugins); "
-                             "the model, data and training are the job's (train a new job to change them)")
+            raise ValueError(
+                f"override {key}: re-estimation changes only estimator.* (and paths.*, plugins); "
+                "the model, data and training are the job's (train a new job to change them)"
+            )
         out.append(f"{key}={value}")
     refuse_renamed(out)
     return out, rng
@@ -342,8 +344,10 @@ def compute(job: Job, cfg: Config, options: Options = Options(), *, built=None, 
         snap = load_snapshot(job.dir, evals[j], like)
         for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(snap)[0], jax.tree.leaves(like)):
             if a.shape != b.shape or a.dtype != b.dtype:
-                raise ValueError(f"snapshot eval {evals[j]}: leaf {jax.tree_util.keystr(path)} is {a.shape} {a.dtype}, the job's "
-                                 f"network needs {b.shape} {b.dtype} (the job's config changed since it ran?)")
+                raise ValueError(
+                    f"snapshot eval {evals[j]}: leaf {jax.tree_util.keystr(path)} is {a.shape} {a.dtype}, the job's "
+                    f"network needs {b.shape} {b.dtype} (the job's config changed since it ran?)"
+                )
         return snap, jnp.full((P,), steps[j], jnp.int32), jnp.asarray(diverged[:, j])
 
     registered = tuple(n for n in names if not (whole and n == "binning"))
@@ -372,9 +376,20 @@ def compute(job: Job, cfg: Config, options: Options = Options(), *, built=None, 
             res = {k: v for k, v in out.items() if k.startswith(keep)}
             if whole:
                 t, m = out[f"{_LAYERS}/stacked"], out[f"{_LAYERS}/mask"] > 0.5
-                bins = jax.vmap(lambda t_l, m_l, lo_l, hi_l: E.binned_information(
-                    t_l, d["y_info"], n_classes=n_classes, n_bins=bc.n_bins, lo=lo_l, hi=hi_l, method="uniform", unit_mask=m_l,
-                    bin_width=bc.bin_width, miller_madow=bc.miller_madow))(t, m, lo, hi)
+                bins = jax.vmap(
+                    lambda t_l, m_l, lo_l, hi_l: E.binned_information(
+                        t_l,
+                        d["y_info"],
+                        n_classes=n_classes,
+                        n_bins=bc.n_bins,
+                        lo=lo_l,
+                        hi=hi_l,
+                        method="uniform",
+                        unit_mask=m_l,
+                        bin_width=bc.bin_width,
+                        miller_madow=bc.miller_madow,
+                    )
+                )(t, m, lo, hi)
                 for q in ("i_xt", "i_ty", "h_x_given_t"):
                     res[f"binning/{q}"] = jnp.where(div, jnp.nan, bins[q].astype(jnp.float32))
             return res
@@ -400,11 +415,15 @@ def compute(job: Job, cfg: Config, options: Options = Options(), *, built=None, 
         if bc.bin_width is not None:
             need = E.n_bins_for_width(lo, hi, bc.bin_width)
             if bc.n_bins < need:
-                raise ValueError(f"estimator.binning.n_bins={bc.n_bins} bins of width estimator.binning.bin_width={bc.bin_width} do not "
-                                 f"cover the whole-run range (widest {float(np.max(hi - lo)):g}): set estimator.binning.n_bins >= {need}")
+                raise ValueError(
+                    f"estimator.binning.n_bins={bc.n_bins} bins of width estimator.binning.bin_width={bc.bin_width} do not "
+                    f"cover the whole-run range (widest {float(np.max(hi - lo)):g}): set estimator.binning.n_bins >= {need}"
+                )
         ranges = (lo, hi)
-        log(f"[reestimate] whole-run range over {len(evals)} snapshots: per {'unit' if options.per_unit else 'layer'}, "
-            f"per {options.range_over}")
+        log(
+            f"[reestimate] whole-run range over {len(evals)} snapshots: per {'unit' if options.per_unit else 'layer'}, "
+            f"per {options.range_over}"
+        )
         rlo, rhi = jnp.asarray(lo), jnp.asarray(hi)
     else:
         # no range: zero-size placeholders keep one code path (vmapped, unused)
@@ -427,8 +446,17 @@ def compute(job: Job, cfg: Config, options: Options = Options(), *, built=None, 
     metrics = {k: np.stack(v, axis=1) for k, v in out.items()}  # (P, E, L)
     if skipped:
         log(f"[reestimate] skipped evaluations {skipped}: snapshot without metrics rows (job still running or cut back)")
-    return Result(steps, evals, metrics, members, layer_names, built.noise_kind.level_name, diverged, ranges,
-                  {k: round(v, 4) for k, v in timing.items()})
+    return Result(
+        steps,
+        evals,
+        metrics,
+        members,
+        layer_names,
+        built.noise_kind.level_name,
+        diverged,
+        ranges,
+        {k: round(v, 4) for k, v in timing.items()},
+    )
 
 
 # ----------------------------------------------------------------------------- files

@@ -33,11 +33,23 @@ COPIED = ("train_loss", "test_loss", "train_accuracy", "test_accuracy", "gap_los
 def _rows(result: Result, job: Job, noise_kind: str) -> list[dict]:
     """The job's own losses and gaps (copied) and the re-estimated values, in the job's row schema."""
     by_key = {(int(r["eval"]), int(r["member"])): r for r in job.rows}
-    copied = {k: np.array([[by_key[(ev, m["member"])].get(k, math.nan) for m in result.members] for ev in result.evals], np.float64)
-              for k in COPIED if k in job.rows[0]}
+    copied = {
+        k: np.array([[by_key[(ev, m["member"])].get(k, math.nan) for m in result.members] for ev in result.evals], np.float64)
+        for k in COPIED
+        if k in job.rows[0]
+    }
     values = {**copied, **{k: np.moveaxis(v, 0, 1) for k, v in result.metrics.items()}}  # (E, P[, L])
-    return metric_rows(values, evals=result.evals, steps=result.steps, members=result.members, layer_names=result.layer_names,
-                       level_name=result.level_name, noise_kind=noise_kind, diverged=np.asarray(result.diverged).T)
+    return metric_rows(
+        values,
+        evals=result.evals,
+        steps=result.steps,
+        members=result.members,
+        layer_names=result.layer_names,
+        level_name=result.level_name,
+        noise_kind=noise_kind,
+        diverged=np.asarray(result.diverged).T,
+    )
+
 
 def _final_tables(metrics, members, layer_names, level_name) -> str:
     """Markdown: per estimator quantity, the final value per layer, mean ± std over seeds per level."""
@@ -62,8 +74,10 @@ def _title(cfg: Config, name: str, options: Options) -> str:
     if name == "binning" and options.range == "whole_run":
         b = cfg.estimator.binning
         bins = f"width {b.bin_width:g}" if b.bin_width else f"{b.n_bins} bins"
-        return (f"{plots.describe(cfg, None)}\nbinning {bins}, range fixed over the run "
-                f"(per {'unit' if options.per_unit else 'layer'}, per {options.range_over}); re-estimated from snapshots")
+        return (
+            f"{plots.describe(cfg, None)}\nbinning {bins}, range fixed over the run "
+            f"(per {'unit' if options.per_unit else 'layer'}, per {options.range_over}); re-estimated from snapshots"
+        )
     return f"{plots.describe(cfg, name)}\nre-estimated from snapshots"
 
 
@@ -77,7 +91,9 @@ def _write_files(out: str, result: Result, job: Job, cfg: Config, options: Optio
     os.replace(tmp, os.path.join(out, "metrics.jsonl"))
     if result.ranges is not None:
         tmp_npz = os.path.join(out, ".whole_run_range.tmp.npz")
-        np.savez(tmp_npz, lo=result.ranges[0], hi=result.ranges[1], evals=np.asarray(result.evals), layer_names=np.asarray(result.layer_names))
+        np.savez(
+            tmp_npz, lo=result.ranges[0], hi=result.ranges[1], evals=np.asarray(result.evals), layer_names=np.asarray(result.layer_names)
+        )
         os.replace(tmp_npz, os.path.join(out, "whole_run_range.npz"))
 
     P = len(result.members)
@@ -86,8 +102,11 @@ def _write_files(out: str, result: Result, job: Job, cfg: Config, options: Optio
     div_step = np.array([int(result.steps[np.argmax(d)]) if d.any() else -1 for d in result.diverged])
     images, tables = [], []
     names = list(cfg.estimator.names)
-    summaries = summarize(steps, metrics, result.members, result.layer_names, div_member, div_step, result.level_name) \
-        if "train_loss" in metrics else []
+    summaries = (
+        summarize(steps, metrics, result.members, result.layer_names, div_member, div_step, result.level_name)
+        if "train_loss" in metrics
+        else []
+    )
     for name in names:
         if summaries and f"{name}/h_x_given_t" in metrics:
             tables.append(f"## {name}\n\n" + summary_table(summaries, result.layer_names, result.level_name, name, trajectories=[name]))
@@ -96,9 +115,11 @@ def _write_files(out: str, result: Result, job: Job, cfg: Config, options: Optio
         title = _title(cfg, name, options)
         try:
             images += plots.information_planes(metrics, steps, result.members, result.layer_names, d, name, result.level_name, title=title)
-            images += plots.conditional_entropy_vs_step(metrics, steps, result.members, result.layer_names, d, name, result.level_name, title=title)
+            images += plots.conditional_entropy_vs_step(
+                metrics, steps, result.members, result.layer_names, d, name, result.level_name, title=title
+            )
         except Exception as err:  # noqa: BLE001 - a plot never costs the records
-            warnings.warn(f"plots ({name}): {type(err).__name__}: {err}; the records are complete without them")
+            warnings.warn(f"plots ({name}): {type(err).__name__}: {err}; the records are complete without them", stacklevel=2)
         if not os.listdir(d):
             os.rmdir(d)  # an estimator without I(X;T), I(T;Y) or H(X|T) (knn) has nothing to draw
     # per-quantity tables, less the H(X|T) already in a summary table
@@ -145,19 +166,24 @@ def run(job_dir: str, overrides: Sequence[str] = (), *, options: Options | None 
         if options.range != "config" and options.range != rng:
             raise ValueError(f"estimator.range={rng} conflicts with --range {options.range}")
         options = dataclasses.replace(options, range=rng)
-    if options.range == "whole_run" and any(o.split("=", 1)[0] in ("estimator.binning.lo", "estimator.binning.hi") for o in config_overrides):
+    if options.range == "whole_run" and any(
+        o.split("=", 1)[0] in ("estimator.binning.lo", "estimator.binning.hi") for o in config_overrides
+    ):
         raise ValueError("estimator.binning.lo/hi and estimator.range=whole_run both set the binning range: give one")
     cfg = resolve_config(job.config_dict, config_overrides)
     tag = tag_for(job.config, cfg, options)
     out = os.path.join(job.dir, "reestimate", tag)
     built = validate(cfg)  # every value checked before a file is written
     if options.range == "whole_run" and "binning" not in cfg.estimator.names:
-        raise ValueError(f"estimator.range=whole_run sets the range of the binning estimator; "
-                         f"estimator.names={list(cfg.estimator.names)} has no binning")
+        raise ValueError(
+            f"estimator.range=whole_run sets the range of the binning estimator; estimator.names={list(cfg.estimator.names)} has no binning"
+        )
     status = _status(out)
     if status is not None and status.get("status") == "complete" and not force:
-        log(f"[reestimate] {out} already holds this re-estimation (finished {status.get('finished_at', '?')}); "
-            "pass --force to compute it again")
+        log(
+            f"[reestimate] {out} already holds this re-estimation (finished {status.get('finished_at', '?')}); "
+            "pass --force to compute it again"
+        )
         return {"status": "exists", "dir": out, "tag": tag, "reestimate": status}
     with JobLock(out):
         result = compute(job, cfg, options, built=built, log=log)
@@ -174,16 +200,19 @@ def run(job_dir: str, overrides: Sequence[str] = (), *, options: Options | None 
             "steps": [int(x) for x in result.steps],
             "members": len(result.members),
             "layer_names": result.layer_names,
-            "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
         # a crash while the files are replaced leaves status "writing": the next run recomputes
         R.atomic_write_json(os.path.join(out, STATUS_FILE), record)
         summary = _write_files(out, result, job, cfg, options)
-        record.update(status="complete", timing_s=result.timing,
-                      finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        record.update(
+            status="complete", timing_s=result.timing, finished_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        )
         R.atomic_write_json(os.path.join(out, STATUS_FILE), record)
     log(f"\n{summary['table']}")
-    log(f"[reestimate] wrote {out} ({len(result.evals)} evaluations x {len(result.members)} members; compile "
+    log(
+        f"[reestimate] wrote {out} ({len(result.evals)} evaluations x {len(result.members)} members; compile "
         f"{result.timing.get('compile_s', 0) + result.timing.get('compile_range_pass_s', 0):.1f} s, "
-        f"{result.timing['per_snapshot_s'] * 1e3:.1f} ms per snapshot)")
+        f"{result.timing['per_snapshot_s'] * 1e3:.1f} ms per snapshot)"
+    )
     return {"status": "computed", "dir": out, "tag": tag, "reestimate": record, "summary": summary}

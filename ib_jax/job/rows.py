@@ -28,8 +28,17 @@ def is_layer_key(key: str, layer_names) -> bool:
     return key.count("/") >= 2 and key.rsplit("/", 1)[-1] in layer_names
 
 
-def metric_rows(values: Mapping[str, np.ndarray], *, evals: Sequence[int], steps: Sequence[int], members: Sequence[dict],
-                layer_names: Sequence[str], level_name: str, noise_kind: str, diverged: np.ndarray | None = None) -> list[dict]:
+def metric_rows(
+    values: Mapping[str, np.ndarray],
+    *,
+    evals: Sequence[int],
+    steps: Sequence[int],
+    members: Sequence[dict],
+    layer_names: Sequence[str],
+    level_name: str,
+    noise_kind: str,
+    diverged: np.ndarray | None = None,
+) -> list[dict]:
     """Rows for evaluations ``evals`` (at ``steps``) of every member.
 
     Args:
@@ -44,8 +53,14 @@ def metric_rows(values: Mapping[str, np.ndarray], *, evals: Sequence[int], steps
     for e, (ev, st) in enumerate(zip(evals, steps)):
         for m in members:
             i = m["member"]
-            row = {"step": int(st), "eval": int(ev), "member": i, "seed": m["seed"], level_name: R.exact_float(m["level"]),
-                   "noise_kind": noise_kind}
+            row = {
+                "step": int(st),
+                "eval": int(ev),
+                "member": i,
+                "seed": m["seed"],
+                level_name: R.exact_float(m["level"]),
+                "noise_kind": noise_kind,
+            }
             if "learning_rate" in m:
                 row["learning_rate"] = R.exact_float(m["learning_rate"])
             for name, arr in arrays.items():
@@ -67,12 +82,13 @@ def read_metrics(path: str) -> list[dict]:
     """metrics.jsonl rows (NaN for missing values); a torn last line is cut off with a warning."""
     return R.read_jsonl(path, null=math.nan)
 
+
 def rows_to_arrays(rows: Sequence[dict], n_members: int, layer_names) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """metrics.jsonl rows -> (steps (E,), {name: (P, E) or (P, E, L)})."""
     evals = sorted({r["eval"] for r in rows})
     steps = np.zeros(len(evals), np.int64)
     scalar_names, layer_groups = set(), set()
-    for r in rows[: n_members]:
+    for r in rows[:n_members]:
         for k, v in r.items():
             if not isinstance(v, float):
                 continue

@@ -55,6 +55,7 @@ from ib_jax.train import Trainer
 
 __all__ = ["run", "setup_compilation_cache"]
 
+
 def _hydra_output_dir() -> tuple[str | None, str | None, str]:
     """(job output dir, group name, job name) from hydra, when running under it."""
     try:
@@ -125,9 +126,12 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
     with JobLock(out) as lock:
         try:
             if not c.resume and _has_results(out, metrics_path):
-                raise ValueError(f"resume=false but {out} already holds results; choose another hydra.run.dir (results are never overwritten)")
-            fingerprint = R.record_or_check_config(out, job_cfg, ignore_keys=RESULT_NEUTRAL_KEYS, defaults=to_dict(Config()),
-                                                   migrate=migrate)
+                raise ValueError(
+                    f"resume=false but {out} already holds results; choose another hydra.run.dir (results are never overwritten)"
+                )
+            fingerprint = R.record_or_check_config(
+                out, job_cfg, ignore_keys=RESULT_NEUTRAL_KEYS, defaults=to_dict(Config()), migrate=migrate
+            )
         except ValueError as e:
             lock.release(restore=True)  # a refused launch leaves every file as it was, job.lock included
             raise ConfigError(str(e)) from e
@@ -164,17 +168,25 @@ def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_g
         R.truncate_jsonl(metrics_path, lambda r: r["eval"] < done)
         kept = sorted({r["eval"] for r in read_metrics(metrics_path)})
         if kept != list(range(done)):
-            raise RuntimeError(f"{metrics_path} holds evaluations {kept} but the checkpoint has {done}: the record is inconsistent; "
-                               "start a fresh job (another hydra.run.dir)")
+            raise RuntimeError(
+                f"{metrics_path} holds evaluations {kept} but the checkpoint has {done}: the record is inconsistent; "
+                "start a fresh job (another hydra.run.dir)"
+            )
     elif done:
         raise RuntimeError(f"{out} has a checkpoint after {done} evaluations but no metrics.jsonl: start a fresh job")
     if done:
         print(f"[ib-jax] resuming {out} from checkpoint after {done}/{len(gaps)} evaluations (step {steps[done - 1]})")
 
     wb = tracking.WandbPopulation(
-        enabled=c.logger.wandb, mode=c.logger.mode, project=c.logger.project, entity=c.logger.entity,
-        group=c.logger.group or hydra_group or c.name, job_name=job_name, output_dir=out,
-        members=members, job_config={**job_cfg, "noise_kind": c.noise.kind, "config_fingerprint": fingerprint},
+        enabled=c.logger.wandb,
+        mode=c.logger.mode,
+        project=c.logger.project,
+        entity=c.logger.entity,
+        group=c.logger.group or hydra_group or c.name,
+        job_name=job_name,
+        output_dir=out,
+        members=members,
+        job_config={**job_cfg, "noise_kind": c.noise.kind, "config_fingerprint": fingerprint},
         history=read_metrics(metrics_path) if os.path.exists(metrics_path) else [],
     )
     compile_s = trainer.compile(states, k) if done < len(gaps) else 0.0
@@ -182,7 +194,13 @@ def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_g
     if c.logger.progress:
         from tqdm.auto import tqdm  # optional at import time: only a job with a progress bar needs it
 
-        bar = tqdm(total=int(steps[-1]), initial=int(steps[done - 1]) if done else 0, desc=f"{job_name} ({len(members)} members)", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=int(steps[-1]),
+            initial=int(steps[done - 1]) if done else 0,
+            desc=f"{job_name} ({len(members)} members)",
+            unit="step",
+            dynamic_ncols=True,
+        )
     with PreemptionGuard() as guard:
         chunks = trainer.chunks(states, start=done, evals_per_chunk=k)
         while not guard.requested:  # a signal stops training at the next chunk boundary
@@ -193,8 +211,15 @@ def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_g
             if chunk.snapshot is not None:
                 save_snapshots(out, chunk.start, chunk.valid, chunk.snapshot)
             evals = range(chunk.start, chunk.start + chunk.valid)
-            rows = metric_rows(m, evals=evals, steps=steps[chunk.start : chunk.start + chunk.valid], members=members,
-                               layer_names=layer_names, level_name=level_name, noise_kind=c.noise.kind)
+            rows = metric_rows(
+                m,
+                evals=evals,
+                steps=steps[chunk.start : chunk.start + chunk.valid],
+                members=members,
+                layer_names=layer_names,
+                level_name=level_name,
+                noise_kind=c.noise.kind,
+            )
             R.append_jsonl(metrics_path, rows)  # rows first, then the checkpoint: resume cuts rows back to it
             wb.log_rows(rows)
             if ckpt:
@@ -208,8 +233,10 @@ def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_g
             bar.close()
         if guard.requested and done < len(gaps):
             wb.close(preempted=True)
-            guard.exit_for_requeue(f"[ib-jax] preempted (signal {guard.signal.name}): checkpoint saved after {done}/{len(gaps)} "
-                                   f"evaluations in {out}; relaunch the same command to resume")
+            guard.exit_for_requeue(
+                f"[ib-jax] preempted (signal {guard.signal.name}): checkpoint saved after {done}/{len(gaps)} "
+                f"evaluations in {out}; relaunch the same command to resume"
+            )
         # training is complete: a signal now only waits for the summary (seconds) to be written
         summary = _finish(c, built, out, metrics_path, members, layer_names, states, wb, level_name, t0, compile_s, cache_dir)
         if guard.requested:
@@ -223,19 +250,23 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
     diverged = np.asarray(states.diverged)
     summaries = summarize(all_steps, metrics, members, layer_names, diverged, np.asarray(states.diverged_step), level_name)
     names = c.estimator.names
-    estimator = next((e for e in names if e.startswith("binning")), None) or next(
-        (e for e in names if f"{e}/i_xt" in metrics and f"{e}/i_ty" in metrics), None) or (names[0] if names else None)
+    estimator = (
+        next((e for e in names if e.startswith("binning")), None)
+        or next((e for e in names if f"{e}/i_xt" in metrics and f"{e}/i_ty" in metrics), None)
+        or (names[0] if names else None)
+    )
     title = plots.describe(c, estimator)
     images = []
     try:
         if estimator:
             frontier = ib_frontier_for(built.dataset, kind=c.dataset.name, n_info=c.estimator.n_info, info_seed=c.estimator.info_seed)
-            images += plots.information_planes(metrics, all_steps, members, layer_names, out, estimator, level_name, title=title,
-                                               frontier=frontier)
+            images += plots.information_planes(
+                metrics, all_steps, members, layer_names, out, estimator, level_name, title=title, frontier=frontier
+            )
             images += plots.conditional_entropy_vs_step(metrics, all_steps, members, layer_names, out, estimator, level_name, title=title)
         images += plots.gap_vs_level(metrics, members, out, level_name, title=title)
     except Exception as e:  # noqa: BLE001 - a plot never costs the records
-        warnings.warn(f"plots: {type(e).__name__}: {e}; the records are complete without them")
+        warnings.warn(f"plots: {type(e).__name__}: {e}; the records are complete without them", stacklevel=2)
     table = summary_table(summaries, layer_names, level_name, estimator or "binning")
     summary = {
         "output_dir": os.path.abspath(out),
@@ -273,6 +304,8 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
         print(f"[ib-jax] plot: {p}")
     if summary["wandb_dir"]:
         print(f"[ib-jax] wandb runs ({c.logger.mode}): {summary['wandb_dir']}  (upload: wandb sync {summary['wandb_dir']}/offline-run-*)")
-    print(f"[ib-jax] wall time {summary['wall_time_s']:.1f} s: compile {compile_s:.1f} s"
-          f" ({'persistent cache ' + cache_dir if cache_dir else 'no persistent cache'}), the rest data, training, evaluation and records")
+    print(
+        f"[ib-jax] wall time {summary['wall_time_s']:.1f} s: compile {compile_s:.1f} s"
+        f" ({'persistent cache ' + cache_dir if cache_dir else 'no persistent cache'}), the rest data, training, evaluation and records"
+    )
     return summary

@@ -17,6 +17,7 @@ __all__ = ["snapshot_path", "save_snapshots", "load_snapshot", "snapshot_evals"]
 
 _SNAP = re.compile(r"^eval_(\d{5,})\.npz$")
 
+
 def snapshot_path(out: str, eval_index: int) -> str:
     return os.path.join(out, "snapshots", f"eval_{eval_index:05d}.npz")
 
@@ -42,6 +43,7 @@ def load_snapshot(out: str, eval_index: int, like):
         paths = jax.tree_util.tree_flatten_with_path(like)[0]
         leaves = [f[jax.tree_util.keystr(p)] for p, _ in paths]
     return jax.tree.unflatten(jax.tree.structure(like), leaves)
+
 
 def snapshot_evals(job_dir: str) -> list[int]:
     """Evaluation indices that have a snapshot file in ``<job_dir>/snapshots`` (sorted)."""

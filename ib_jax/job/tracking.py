@@ -93,9 +93,21 @@ class WandbPopulation:
     not sent because the run already holds their step), ``next_step[i]``.
     """
 
-    def __init__(self, *, enabled: bool, mode: str, project: str, entity: str | None, group: str, job_name: str,
-                 output_dir: str, members: Sequence[dict], job_config: dict, history: Sequence[dict] | None = None,
-                 wandb_module: Any = None):
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        mode: str,
+        project: str,
+        entity: str | None,
+        group: str,
+        job_name: str,
+        output_dir: str,
+        members: Sequence[dict],
+        job_config: dict,
+        history: Sequence[dict] | None = None,
+        wandb_module: Any = None,
+    ):
         self.enabled = bool(enabled) and mode != "disabled"
         self.mode = mode
         self.output_dir = output_dir
@@ -137,9 +149,12 @@ class WandbPopulation:
             history = history or ()
             self._log(sorted(history, key=lambda r: (int(r["step"]), int(r["member"]))), replay=True)
             if any(self.skipped):
-                warnings.warn(f"wandb: the resumed server runs already held {sum(self.skipped)} of the "
-                              f"{len(history)} recorded rows (steps below {self.next_step}); those were not sent "
-                              "again", stacklevel=2)
+                warnings.warn(
+                    f"wandb: the resumed server runs already held {sum(self.skipped)} of the "
+                    f"{len(history)} recorded rows (steps below {self.next_step}); those were not sent "
+                    "again",
+                    stacklevel=2,
+                )
         except Exception as e:  # noqa: BLE001 - any wandb failure must not stop training
             self._fail(e)
 
@@ -208,8 +223,12 @@ class WandbPopulation:
                 if plane:
                     cols = list(plane[0])
                     table = wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in plane])
-                    run.log({"information_plane": table,
-                             "information_plane_scatter": wandb.plot.scatter(table, "i_xt", "i_ty", title="information plane")})
+                    run.log(
+                        {
+                            "information_plane": table,
+                            "information_plane_scatter": wandb.plot.scatter(table, "i_xt", "i_ty", title="information plane"),
+                        }
+                    )
                 if imgs:
                     run.log(imgs)
                 run.finish()

@@ -9,7 +9,6 @@ k-bit activations in :mod:`quantize`. Importing this package registers every bui
 
 from __future__ import annotations
 
-
 import flax.linen as nn
 
 from ib_jax.models import quantize
@@ -18,7 +17,7 @@ from ib_jax.models.cnn2d import CNN2D
 from ib_jax.models.layers import ACTIVATIONS, ModelEntry
 from ib_jax.models.mlp import MLP
 from ib_jax.models.resnet import ResNet20
-from ib_jax.registry import MODELS
+from ib_jax.registry import MODELS, import_parts
 
 __all__ = ["MLP", "CNN1D", "CNN2D", "ResNet20", "ModelEntry", "ACTIVATIONS", "build", "check", "quantize", "OPTION_GROUPS"]
 
@@ -49,3 +48,7 @@ def check(cfg) -> None:
         noisy = sorted(n for n in MODELS if getattr(MODELS.get(n), "noisy", False))
         raise ValueError(f"model.layer_noise / model.quantize_bits are implemented for model.kind in {noisy}, not {m.kind!r}")
     build(m, 2)
+
+
+# every module of this package registers its part when imported: a new part is one new module
+import_parts(__name__, __path__)

@@ -17,6 +17,7 @@ from ib_jax.registry import MODELS
 
 __all__ = ["CNN1D", "build_cnn1d"]
 
+
 class CNN1D(nn.Module):
     """A small 1-D CNN for MNIST-1D: strided convolutions, then a linear read-out.
 
@@ -46,10 +47,13 @@ class CNN1D(nn.Module):
         logits = nn.Dense(self.n_classes, kernel_init=kernel_init(self.init_scale))(h.reshape(h.shape[0], -1))
         return logits, tuple(hidden)
 
+
 def build_cnn1d(cfg, n_classes: int) -> nn.Module:
     c = cfg.conv
     if not c.channels or any(int(ch) < 1 for ch in c.channels) or c.kernel_size < 1:
-        raise ValueError(f"model.conv.channels must be positive ints and model.conv.kernel_size >= 1, got {list(c.channels)}, {c.kernel_size}")
+        raise ValueError(
+            f"model.conv.channels must be positive ints and model.conv.kernel_size >= 1, got {list(c.channels)}, {c.kernel_size}"
+        )
     return CNN1D(channels=tuple(int(ch) for ch in c.channels), kernel_size=c.kernel_size, **common_kwargs(cfg, n_classes))
 
 

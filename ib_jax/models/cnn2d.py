@@ -26,16 +26,17 @@ from collections.abc import Sequence
 import flax.linen as nn
 
 from ib_jax.models.layers import (
-    conv_kernel_init,
     ACTIVATIONS,
     ModelEntry,
     as_images,
     check_activation,
     common_kwargs,
+    conv_kernel_init,
 )
 from ib_jax.registry import MODELS
 
 __all__ = ["CNN2D", "build_cnn2d"]
+
 
 class CNN2D(nn.Module):
     """LeNet-style network (LeCun et al. 1998): [conv - act - pool] x len(channels), [dense - act] x len(dense), linear read-out.
@@ -106,13 +107,19 @@ class CNN2D(nn.Module):
         logits = nn.Dense(self.n_classes, kernel_init=conv_kernel_init(self.init_scale))(h)
         return logits, tuple(hidden)
 
+
 def build_cnn2d(cfg, n_classes: int) -> nn.Module:
     """LeNet-style 2-D CNN (:class:`CNN2D`) for images ``(n, H, W, C)``."""
     c = cfg.conv
     if c.pool not in ("max", "avg"):
         raise ValueError(f"model.conv.pool must be 'max' or 'avg', got {c.pool!r}")
-    return CNN2D(channels=tuple(int(ch) for ch in c.channels), dense=tuple(int(d) for d in c.dense), kernel_size=c.kernel_size,
-                 pool=c.pool, **common_kwargs(cfg, n_classes))
+    return CNN2D(
+        channels=tuple(int(ch) for ch in c.channels),
+        dense=tuple(int(d) for d in c.dense),
+        kernel_size=c.kernel_size,
+        pool=c.pool,
+        **common_kwargs(cfg, n_classes),
+    )
 
 
 MODELS.register("cnn2d", ModelEntry(build_cnn2d, reads=("conv",)))

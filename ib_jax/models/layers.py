@@ -23,8 +23,18 @@ import jax.numpy as jnp
 
 from ib_jax.models.quantize import quantize_activation
 
-__all__ = ["ACTIVATIONS", "ModelEntry", "kernel_init", "conv_kernel_init", "layer_noise", "quantize_hidden", "norm_act",
-           "as_images", "check_activation", "common_kwargs"]
+__all__ = [
+    "ACTIVATIONS",
+    "ModelEntry",
+    "kernel_init",
+    "conv_kernel_init",
+    "layer_noise",
+    "quantize_hidden",
+    "norm_act",
+    "as_images",
+    "check_activation",
+    "common_kwargs",
+]
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,

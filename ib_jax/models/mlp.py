@@ -29,6 +29,7 @@ from ib_jax.registry import MODELS
 
 __all__ = ["MLP", "build_mlp"]
 
+
 class MLP(nn.Module):
     """Fully connected network: widths of the hidden layers, then a linear read-out.
 
@@ -66,11 +67,16 @@ class MLP(nn.Module):
         logits = nn.Dense(self.n_classes, kernel_init=kernel_init(self.init_scale))(h)
         return logits, tuple(hidden)
 
+
 def build_mlp(cfg, n_classes: int) -> nn.Module:
     if not cfg.widths or any(int(w) < 1 for w in cfg.widths):
         raise ValueError(f"model.widths must be positive ints, got {list(cfg.widths)}")
-    return MLP(widths=tuple(int(w) for w in cfg.widths), layer_noise=float(cfg.layer_noise), quantize_bits=int(cfg.quantize_bits),
-               **common_kwargs(cfg, n_classes))
+    return MLP(
+        widths=tuple(int(w) for w in cfg.widths),
+        layer_noise=float(cfg.layer_noise),
+        quantize_bits=int(cfg.quantize_bits),
+        **common_kwargs(cfg, n_classes),
+    )
 
 
 MODELS.register("mlp", ModelEntry(build_mlp, noisy=True))

@@ -27,16 +27,17 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from ib_jax.models.layers import (
-    conv_kernel_init,
     ACTIVATIONS,
     ModelEntry,
     as_images,
     check_activation,
     common_kwargs,
+    conv_kernel_init,
 )
 from ib_jax.registry import MODELS
 
 __all__ = ["ResNet20", "build_resnet20"]
+
 
 class ResNet20(nn.Module):
     """CIFAR ResNet of He et al. (2016, "Deep residual learning", sec. 4.2): depth 6n+2, ResNet-20 at n=3.
@@ -99,7 +100,9 @@ class ResNet20(nn.Module):
         return nn.BatchNorm(use_running_average=not train, momentum=0.9)(h) if self.batch_norm else h
 
     def _conv(self, c, k, stride=1):
-        return nn.Conv(c, (k, k), strides=(stride, stride), padding="SAME", use_bias=not self.batch_norm, kernel_init=conv_kernel_init(self.init_scale))
+        return nn.Conv(
+            c, (k, k), strides=(stride, stride), padding="SAME", use_bias=not self.batch_norm, kernel_init=conv_kernel_init(self.init_scale)
+        )
 
     @nn.compact
     def __call__(self, x, *, train: bool = False):
@@ -138,14 +141,22 @@ class ResNet20(nn.Module):
         logits = nn.Dense(self.n_classes, kernel_init=conv_kernel_init(self.init_scale))(drop(pooled))
         return logits, tuple(hidden)
 
+
 def build_resnet20(cfg, n_classes: int) -> nn.Module:
     """CIFAR ResNet-20 style network (:class:`ResNet20`)."""
     r = cfg.resnet
     if r.shortcut not in ("A", "B") or r.record not in ("blocks", "stages") or r.blocks_per_stage < 1 or not r.width > 0:
-        raise ValueError("model.resnet.shortcut must be A|B, model.resnet.record blocks|stages, model.resnet.blocks_per_stage >= 1, "
-                         f"model.resnet.width > 0; got {r.shortcut!r}, {r.record!r}, {r.blocks_per_stage}, {r.width}")
-    return ResNet20(width=float(r.width), blocks_per_stage=int(r.blocks_per_stage), shortcut=r.shortcut, record=r.record,
-                    **common_kwargs(cfg, n_classes))
+        raise ValueError(
+            "model.resnet.shortcut must be A|B, model.resnet.record blocks|stages, model.resnet.blocks_per_stage >= 1, "
+            f"model.resnet.width > 0; got {r.shortcut!r}, {r.record!r}, {r.blocks_per_stage}, {r.width}"
+        )
+    return ResNet20(
+        width=float(r.width),
+        blocks_per_stage=int(r.blocks_per_stage),
+        shortcut=r.shortcut,
+        record=r.record,
+        **common_kwargs(cfg, n_classes),
+    )
 
 
 MODELS.register("resnet20", ModelEntry(build_resnet20, reads=("resnet",)))

@@ -26,6 +26,7 @@ from ib_jax.noise.label import label_noise
 from ib_jax.noise.multiplicative import WEIGHT_VARIANTS, multiplicative_weights
 from ib_jax.noise.sgd_shaped import sgd_shaped
 from ib_jax.noise.state import check_independent_keys, diagnostics, population_init, reseed
+from ib_jax.registry import import_parts
 
 __all__ = [
     "NoiseState",
@@ -53,3 +54,6 @@ __all__ = [
     "SCOPES",
     "CONE_MODES",
 ]
+
+# every module of this package registers its part when imported: a new part is one new module
+import_parts(__name__, __path__)

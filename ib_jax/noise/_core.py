@@ -83,6 +83,7 @@ class NoiseDiagnostics(NamedTuple):
     realized_snr: jax.Array
     angle: jax.Array
 
+
 @runtime_checkable
 class RekeyableNoiseState(Protocol):
     """What a noise transform's state offers the population code (:mod:`ib_jax.noise.state`).
@@ -114,6 +115,7 @@ def concrete(value: Any, name: str) -> np.ndarray | None:
         return None
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name} must be a number, got {value!r}") from e
+
 
 # ---------------------------------------------------------------------------
 # argument checking and helpers

@@ -26,6 +26,7 @@ from ib_jax.noise.kinds import check_scope, register_noise
 
 __all__ = ["anticorrelated", "AnticorrelatedState"]
 
+
 class AnticorrelatedState(NamedTuple):
     """State of :func:`anticorrelated`: :class:`NoiseState`'s fields plus z_{t-1}.
 
@@ -124,10 +125,7 @@ def anticorrelated(snr: optax.ScalarOrSchedule, key: Any, *, scope: str = "globa
         o_flat = parts[0] if len(parts) == 1 else jnp.concatenate(parts)
         no_noise = jnp.isinf(value) & (value > 0)
         o_flat = jnp.where(no_noise, g_flat, o_flat)
-        out = [
-            jnp.where(no_noise, x, o_flat[offsets[i] : offsets[i + 1]].reshape(x.shape).astype(x.dtype))
-            for i, x in enumerate(leaves)
-        ]
+        out = [jnp.where(no_noise, x, o_flat[offsets[i] : offsets[i + 1]].reshape(x.shape).astype(x.dtype)) for i, x in enumerate(leaves)]
         realized, angle = _realized([g_flat], [o_flat])
         z_out = [z_new[offsets[i] : offsets[i + 1]].reshape(z.shape) for i, z in enumerate(z_leaves)]
         new_state = AnticorrelatedState(
@@ -140,6 +138,7 @@ def anticorrelated(snr: optax.ScalarOrSchedule, key: Any, *, scope: str = "globa
         return jax.tree.unflatten(treedef, out), new_state
 
     return optax.GradientTransformation(init_fn, update_fn)
+
 
 # Orvieto et al. 2022 (Anti-PGD): n_t = s_t (z_t - z_{t-1}), E||n_t||^2 = ||g||^2 / snr
 register_noise("anticorrelated", lambda level, key, cfg: anticorrelated(level, key, scope=cfg.scope), check=check_scope)

@@ -24,6 +24,7 @@ from ib_jax.noise.kinds import check_scope, register_noise
 
 __all__ = ["cone"]
 
+
 def _cap_angle(key: jax.Array, theta: jax.Array, dim: int) -> jax.Array:
     """Polar angle of a direction uniform over a spherical cap of half-angle theta.
 
@@ -112,6 +113,7 @@ def cone(
         return [(o.astype(jnp.float32) * ratio).astype(o.dtype) for o in out]
 
     return _make_transform(draw, snr, key, scope, finalize=finalize)
+
 
 def _check_cone(cfg) -> None:
     check_scope(cfg)

@@ -21,6 +21,7 @@ from ib_jax.noise.kinds import register_noise
 
 __all__ = ["fixed"]
 
+
 def fixed(sigma: optax.ScalarOrSchedule, key: Any) -> optax.GradientTransformation:
     """Noise of absolute standard deviation sigma: xi ~ N(0, sigma^2 I).
 
@@ -45,6 +46,7 @@ def fixed(sigma: optax.ScalarOrSchedule, key: Any) -> optax.GradientTransformati
         return out, NoiseState(optax.safe_increment(state.count), next_key, snr, angle)
 
     return optax.GradientTransformation(init_fn, update_fn)
+
 
 register_noise(
     "fixed",

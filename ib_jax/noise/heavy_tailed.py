@@ -164,6 +164,7 @@ def heavy_tailed(
 
     return _make_transform(draw, snr, key, scope, group_log_snr=_stable_log_snr(alpha))
 
+
 def _check_alpha_conf(cfg) -> None:
     check_scope(cfg)
     if not (isinstance(cfg.alpha, (int, float)) and 0.0 < cfg.alpha <= 2.0):

@@ -20,6 +20,7 @@ from ib_jax.noise.kinds import check_scope, register_noise
 
 __all__ = ["isotropic"]
 
+
 def isotropic(snr: optax.ScalarOrSchedule, key: Any, *, scope: str = "global") -> optax.GradientTransformation:
     """Isotropic Gaussian noise at a given power SNR.
 
@@ -42,5 +43,6 @@ def isotropic(snr: optax.ScalarOrSchedule, key: Any, *, scope: str = "global") -
         return [sigma * z for z in _normal_like(key, g)]
 
     return _make_transform(draw, snr, key, scope)
+
 
 register_noise("isotropic", lambda level, key, cfg: isotropic(level, key, scope=cfg.scope), check=check_scope)

@@ -30,6 +30,7 @@ from ib_jax.registry import NOISE
 
 __all__ = ["NoiseKind", "register_noise", "get", "check_scope"]
 
+
 def _positive(v: float) -> bool:
     return v > 0
 
@@ -71,6 +72,7 @@ def register_noise(name: str, transform=None, **kwargs) -> NoiseKind:
 
 def get(name: str) -> NoiseKind:
     return NOISE.get(name)
+
 
 def check_scope(cfg) -> None:
     """``noise.scope``: shared by the kinds whose norm can be global or per leaf."""

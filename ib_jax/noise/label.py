@@ -25,6 +25,7 @@ from ib_jax.noise.kinds import register_noise
 
 __all__ = ["label_noise"]
 
+
 def label_noise(key: jax.Array, y: jax.Array, p: Any, n_classes: int) -> jax.Array:
     """Replace each integer label, with probability p, by a uniformly drawn other class.
 
@@ -52,13 +53,17 @@ def label_noise(key: jax.Array, y: jax.Array, p: Any, n_classes: int) -> jax.Arr
     other = (y + shift) % n_classes
     return jnp.where(flip, other, y)
 
+
 def _label(key, y, p, n_classes, cfg):
     return label_noise(key, y, p, n_classes), None
 
 
 # Blanc et al. 2020 / Damian et al. 2021: each label replaced with probability p by another class
 register_noise(
-    "label", None, batch=_label, level_name="p",
+    "label",
+    None,
+    batch=_label,
+    level_name="p",
     level_doc="must be a replacement probability p in [0, 1] (0 = clean labels)",
     valid_level=lambda v: 0.0 <= v <= 1.0,
 )

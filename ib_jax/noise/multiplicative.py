@@ -46,6 +46,7 @@ __all__ = ["multiplicative_weights", "WEIGHT_VARIANTS"]
 
 WEIGHT_VARIANTS = ("gaussian", "bernoulli")
 
+
 def multiplicative_weights(key: jax.Array, n: int, level: Any, *, variant: str = "gaussian") -> jax.Array:
     """(n,) float32 random per-example loss weights with mean 1 and variance 1/level.
 
@@ -76,6 +77,7 @@ def multiplicative_weights(key: jax.Array, n: int, level: Any, *, variant: str =
     # uniform in [0, 1) < 1 always: p = 1 keeps everything, w = 1 / 1 = 1 exactly
     keep = jax.random.uniform(key, (n,), jnp.float32) < p
     return jnp.where(keep, 1.0 / p, 0.0)
+
 
 def _check_variant(cfg) -> None:
     if cfg.variant not in WEIGHT_VARIANTS:

@@ -63,9 +63,7 @@ def exponential(
     staircase: bool = False,
 ) -> optax.Schedule:
     """init * decay_rate^(t / transition_steps), clipped at end_value."""
-    return optax.exponential_decay(
-        init_value, transition_steps, decay_rate, staircase=staircase, end_value=end_value
-    )
+    return optax.exponential_decay(init_value, transition_steps, decay_rate, staircase=staircase, end_value=end_value)
 
 
 def piecewise(init_value: float, boundaries_and_scales: Mapping[int, float]) -> optax.Schedule:

@@ -22,6 +22,7 @@ from ib_jax.noise.kinds import register_noise
 
 __all__ = ["sgd_shaped"]
 
+
 def sgd_shaped(snr: optax.ScalarOrSchedule, key: Any) -> optax.GradientTransformationExtraArgs:
     """Noise with the covariance of mini-batch gradient noise, at a given power SNR.
 
@@ -68,5 +69,6 @@ def sgd_shaped(snr: optax.ScalarOrSchedule, key: Any) -> optax.GradientTransform
         return jax.tree.unflatten(treedef, out), new_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
 
 register_noise("sgd_shaped", lambda level, key, cfg: sgd_shaped(level, key), per_example_grads=True)

@@ -16,6 +16,7 @@ from ib_jax.noise._core import NoiseDiagnostics, NoiseState, _canonicalize_key, 
 
 __all__ = ["diagnostics", "reseed", "population_init", "check_independent_keys"]
 
+
 def _noise_states(opt_state: Any) -> list[NoiseState]:
     return [s for s in jax.tree.leaves(opt_state, is_leaf=is_noise_state) if is_noise_state(s)]
 

@@ -67,8 +67,9 @@ def _by_level(members):
     return dict(sorted(groups.items(), key=lambda kv: (np.isinf(kv[0]), kv[0])))
 
 
-def information_planes(metrics, steps, members, layer_names, out_dir, estimator="binning", level_name="snr", title="",
-                       frontier=None) -> list[str]:
+def information_planes(
+    metrics, steps, members, layer_names, out_dir, estimator="binning", level_name="snr", title="", frontier=None
+) -> list[str]:
     """One PNG per noise level: I(X;T) vs I(T;Y) of every layer, coloured by step (mean over seeds).
 
     ``frontier``: optional ``(i_xt, i_ty)`` arrays in bits, the exact information-bottleneck
@@ -94,8 +95,18 @@ def information_planes(metrics, steps, members, layer_names, out_dir, estimator=
         for layer in range(x.shape[1]):
             ax.plot(x[:, layer], y[:, layer], color="0.8", lw=0.8, zorder=1)
             # layers told apart by marker (legend), not by labels that overlap where layers meet
-            sc = ax.scatter(x[:, layer], y[:, layer], c=steps, cmap="viridis", norm=norm, s=16, zorder=2,
-                            marker=MARKERS[layer % len(MARKERS)], edgecolors="none", label=layer_names[layer])
+            sc = ax.scatter(
+                x[:, layer],
+                y[:, layer],
+                c=steps,
+                cmap="viridis",
+                norm=norm,
+                s=16,
+                zorder=2,
+                marker=MARKERS[layer % len(MARKERS)],
+                edgecolors="none",
+                label=layer_names[layer],
+            )
         if sc is not None:
             fig.colorbar(sc, ax=ax, label="step")
         leg = ax.legend(fontsize=7, loc="lower right", title="layer", title_fontsize=7, markerscale=1.2)
@@ -113,7 +124,9 @@ def information_planes(metrics, steps, members, layer_names, out_dir, estimator=
     return paths
 
 
-def conditional_entropy_vs_step(metrics, steps, members, layer_names, out_dir, estimator="binning", level_name="snr", title="") -> list[str]:
+def conditional_entropy_vs_step(
+    metrics, steps, members, layer_names, out_dir, estimator="binning", level_name="snr", title=""
+) -> list[str]:
     """H(X|T) against step, one panel per layer, one line per noise level (band: std over seeds)."""
     h = metrics.get(f"{estimator}/h_x_given_t")
     if h is None or not np.isfinite(h).any():

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from scipy import stats as _st
 
-__all__ = ["Interval", "PairedDifference", "t_interval", "bootstrap_interval", "paired_difference"]
+__all__ = ["finite_or_none", "Interval", "PairedDifference", "t_interval", "bootstrap_interval", "paired_difference"]
 
 
 class Interval(NamedTuple):
@@ -153,3 +153,9 @@ def paired_difference(a, b, conf=0.95, *, axis=0) -> PairedDifference:
         # zero spread: an exact difference (p = 0 unless it is exactly 0)
         p = np.where((n > 1) & (se == 0), np.where(mean == 0, 1.0, 0.0), p)
     return PairedDifference(mean, mean - tq * se, mean + tq * se, n, p)
+
+
+def finite_or_none(v):
+    """A float, or None for NaN/inf (a JSON null in summaries and wandb)."""
+    v = float(v)
+    return v if np.isfinite(v) else None

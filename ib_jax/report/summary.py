@@ -33,9 +33,8 @@ import numpy as np
 from ib_jax import registry as R
 from ib_jax.data.dataset import information_subset
 from ib_jax.estimators.ib_bound import ib_frontier
-from ib_jax.job.records import finite_or_none
 from ib_jax.report import plots
-from ib_jax.report.stats import paired_difference, t_interval
+from ib_jax.report.stats import finite_or_none, paired_difference, t_interval
 
 __all__ = [
     "matched_loss_index",
@@ -48,7 +47,7 @@ __all__ = [
     "paired_by_seed",
     "trajectory_flags",
     "ib_frontier_for",
-    "FRONTIER_DATASETS",
+    "frontier_applies",
 ]
 
 CONF = 0.95
@@ -117,8 +116,13 @@ def summarize(steps, metrics, members, layer_names, diverged, diverged_step, lev
     out = []
     for m in members:
         i = m["member"]
-        s = {**m, level_name: m["level"], "diverged": bool(diverged[i]), "diverged_step": int(diverged_step[i]) if diverged[i] else None,
-             "final_step": int(steps[-1])}
+        s = {
+            **m,
+            level_name: m["level"],
+            "diverged": bool(diverged[i]),
+            "diverged_step": int(diverged_step[i]) if diverged[i] else None,
+            "final_step": int(steps[-1]),
+        }
         for name, arr in metrics.items():
             if arr.ndim == 2:
                 s[f"final/{name}"] = finite_or_none(arr[i, -1]) if name != "step" else None
@@ -190,7 +194,9 @@ def paired_cell(a, b, digits: int = 3) -> str:
     return f"{float(d.mean):+.{digits}f} [{float(d.lo):+.{digits}f}, {float(d.hi):+.{digits}f}] p={float(d.p_value):.2g}"
 
 
-def paired_by_seed(summaries, level_name: str, level: float, ref: float, key: str, key_ref: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def paired_by_seed(
+    summaries, level_name: str, level: float, ref: float, key: str, key_ref: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Values of ``key`` at ``level`` and of ``key_ref`` (default ``key``) at ``ref`` for the seeds
     present (not diverged) at both, aligned by seed: ``(a, b)``, NaN where a member lacks the value."""
     key_ref = key_ref or key
@@ -218,8 +224,14 @@ def level_statistics(summaries, layer_names, level_name: str, keys: Sequence[str
     order = [s[level_name] for s in summaries]
     ref = reference_level(list(dict.fromkeys(order)), level_name)
     if keys is None:
-        keys = sorted({k for s in summaries for k, v in s.items()
-                       if k.startswith(("final/", "matched/")) and isinstance(v, (int, float)) and not isinstance(v, bool)})
+        keys = sorted(
+            {
+                k
+                for s in summaries
+                for k, v in s.items()
+                if k.startswith(("final/", "matched/")) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+        )
     rows = []
     for lv in levels:
         ss = [s for s in summaries if s[level_name] == lv and not s["diverged"]]
@@ -235,8 +247,13 @@ def level_statistics(summaries, layer_names, level_name: str, keys: Sequence[str
                 a, b = paired_by_seed(summaries, level_name, lv, ref, k)
                 d = paired_difference(a, b, conf=CONF)
                 if int(d.n) > 0:
-                    paired[k] = {"mean": float(d.mean), "lo": finite_or_none(d.lo), "hi": finite_or_none(d.hi),
-                                 "n": int(d.n), "p_value": finite_or_none(d.p_value)}
+                    paired[k] = {
+                        "mean": float(d.mean),
+                        "lo": finite_or_none(d.lo),
+                        "hi": finite_or_none(d.hi),
+                        "n": int(d.n),
+                        "p_value": finite_or_none(d.p_value),
+                    }
         rows.append({level_name: lv, "n": len(ss), "values": vals, "paired_vs_reference": paired})
     return {"conf": CONF, "interval": "Student t over seeds (paired t for differences)", "reference": ref, "levels": rows}
 
@@ -273,13 +290,24 @@ def _trajectory_estimators(summaries) -> list[str]:
 
 def _trajectory_table(summaries, layer_names, level_name, est: str) -> list[str]:
     has_ty = any(f"{START}/{est}/i_ty/{layer}" in s for s in summaries for layer in layer_names)
-    ty_est = est if has_ty else next((e for e in sorted({k.split("/")[1] for s in summaries for k in s if k.startswith(f"{START}/") and k.split("/")[2] == "i_ty"})), None)
+    ty_est = (
+        est
+        if has_ty
+        else next(
+            (e for e in sorted({k.split("/")[1] for s in summaries for k in s if k.startswith(f"{START}/") and k.split("/")[2] == "i_ty"})),
+            None,
+        )
+    )
     ty_note = "" if ty_est in (est, None) else f" (I(T;Y) from {ty_est})"
-    lines = [f"I(X;T) trajectory per layer, {est}{ty_note}: mean [95% t-interval over members] at the first evaluation, at the peak "
-             "(the evaluation where the level's mean is highest) and at the end. compresses = yes when the paired 95% t-interval "
-             "of end - peak lies below 0 (the end is below the peak by more than its half-width); fits = yes when the paired 95% "
-             "t-interval of I(T;Y) end - start lies above 0; n=1: one member, no interval",
-             "", f"| {level_name} | layer | start | peak (step) | end | end - peak | compresses | fits |", "|" + " --- |" * 8]
+    lines = [
+        f"I(X;T) trajectory per layer, {est}{ty_note}: mean [95% t-interval over members] at the first evaluation, at the peak "
+        "(the evaluation where the level's mean is highest) and at the end. compresses = yes when the paired 95% t-interval "
+        "of end - peak lies below 0 (the end is below the peak by more than its half-width); fits = yes when the paired 95% "
+        "t-interval of I(T;Y) end - start lies above 0; n=1: one member, no interval",
+        "",
+        f"| {level_name} | layer | start | peak (step) | end | end - peak | compresses | fits |",
+        "|" + " --- |" * 8,
+    ]
     for lv in _levels(summaries, level_name):
         ss = [s for s in summaries if s[level_name] == lv and not s["diverged"]]
         for layer in layer_names:
@@ -289,10 +317,17 @@ def _trajectory_table(summaries, layer_names, level_name, est: str) -> list[str]
             if not np.isfinite(peak).any():
                 continue
             steps = {s.get(f"{PEAK_STEP}/{est}/i_xt/{layer}") for s in ss} - {None}
-            f = trajectory_flags(start, peak, end, _values(ss, f"{START}/{ty_est}/i_ty/{layer}") if ty_est else None,
-                                 _values(ss, f"final/{ty_est}/i_ty/{layer}") if ty_est else None)
-            lines.append(f"| {plots.level_label(lv)} | {layer} | {interval_cell(start)} | {interval_cell(peak)} ({','.join(str(x) for x in sorted(steps))}) "
-                         f"| {interval_cell(end)} | {paired_cell(end, peak)} | {f['compresses']} | {f['fits']} |")
+            f = trajectory_flags(
+                start,
+                peak,
+                end,
+                _values(ss, f"{START}/{ty_est}/i_ty/{layer}") if ty_est else None,
+                _values(ss, f"final/{ty_est}/i_ty/{layer}") if ty_est else None,
+            )
+            lines.append(
+                f"| {plots.level_label(lv)} | {layer} | {interval_cell(start)} | {interval_cell(peak)} ({','.join(str(x) for x in sorted(steps))}) "
+                f"| {interval_cell(end)} | {paired_cell(end, peak)} | {f['compresses']} | {f['fits']} |"
+            )
     return lines
 
 
@@ -310,15 +345,23 @@ def summary_table(summaries, layer_names, level_name, estimator="binning", traje
     for lv in levels:
         ss = [s for s in summaries if s[level_name] == lv and not s["diverged"]]
         n_div = sum(1 for s in summaries if s[level_name] == lv and s["diverged"])
-        cells = [plots.level_label(lv), f"{len(ss)}" + (f" ({n_div} diverged)" if n_div else ""),
-                 interval_cell(_values(ss, "final/gap_loss")), interval_cell(_values(ss, "final/gap_accuracy"))]
+        cells = [
+            plots.level_label(lv),
+            f"{len(ss)}" + (f" ({n_div} diverged)" if n_div else ""),
+            interval_cell(_values(ss, "final/gap_loss")),
+            interval_cell(_values(ss, "final/gap_accuracy")),
+        ]
         cells += [interval_cell(_values(ss, f"final/{estimator}/h_x_given_t/{l}")) for l in layer_names]
         lines.append("| " + " | ".join(cells) + " |")
     level = next((s["matched/train_loss_level"] for s in summaries if "matched/train_loss_level" in s), None)
     if level is not None:
-        lines += ["", f"at matched training loss (first evaluation with train loss <= {level:.4f}, reached by every member), {ci}", "",
-                  f"| {level_name} | step | gap loss | " + " | ".join(f"H(X|T) {l}" for l in layer_names) + " |",
-                  "|" + " --- |" * (3 + len(layer_names))]
+        lines += [
+            "",
+            f"at matched training loss (first evaluation with train loss <= {level:.4f}, reached by every member), {ci}",
+            "",
+            f"| {level_name} | step | gap loss | " + " | ".join(f"H(X|T) {l}" for l in layer_names) + " |",
+            "|" + " --- |" * (3 + len(layer_names)),
+        ]
         for lv in levels:
             ss = [s for s in summaries if s[level_name] == lv and "matched/step" in s]
             cells = [plots.level_label(lv), interval_cell(_values(ss, "matched/step"), 0), interval_cell(_values(ss, "matched/gap_loss"))]
@@ -326,17 +369,21 @@ def summary_table(summaries, layer_names, level_name, estimator="binning", traje
             lines.append("| " + " | ".join(cells) + " |")
     if len(levels) > 1:
         ref = reference_level(list(dict.fromkeys(s[level_name] for s in summaries)), level_name)
-        lines += ["", f"paired difference vs reference {level_name}={plots.level_label(ref)} at the end of training: members with the "
-                  "same seed paired, level minus reference, mean [95% paired t-interval] and the paired t-test's two-sided p-value", "",
-                  f"| {level_name} | pairs | Δ gap loss | Δ gap acc | " + " | ".join(f"Δ H(X|T) {l}" for l in layer_names) + " |",
-                  "|" + " --- |" * (4 + len(layer_names))]
+        lines += [
+            "",
+            f"paired difference vs reference {level_name}={plots.level_label(ref)} at the end of training: members with the "
+            "same seed paired, level minus reference, mean [95% paired t-interval] and the paired t-test's two-sided p-value",
+            "",
+            f"| {level_name} | pairs | Δ gap loss | Δ gap acc | " + " | ".join(f"Δ H(X|T) {l}" for l in layer_names) + " |",
+            "|" + " --- |" * (4 + len(layer_names)),
+        ]
         for lv in levels:
             if lv == ref:
                 continue
             keys = ["final/gap_loss", "final/gap_accuracy"] + [f"final/{estimator}/h_x_given_t/{l}" for l in layer_names]
             pairs = [paired_by_seed(summaries, level_name, lv, ref, k) for k in keys]
             lines.append("| " + " | ".join([plots.level_label(lv), str(len(pairs[0][0]))] + [paired_cell(a, b) for a, b in pairs]) + " |")
-    for est in (_trajectory_estimators(summaries) if trajectories is None else trajectories):
+    for est in _trajectory_estimators(summaries) if trajectories is None else trajectories:
         lines += [""] + _trajectory_table(summaries, layer_names, level_name, est)
     return "\n".join(lines)
 
@@ -349,11 +396,13 @@ def frontier_applies(kind: str | None) -> bool:
     X uniform over the rows: the exact frontier applies."""
     return kind is not None and kind in R.DATASETS and bool(getattr(R.DATASETS.get(kind), "discrete", False))
 
+
 _FRONTIERS: dict[str, tuple[int, tuple[np.ndarray, np.ndarray]]] = {}  # content hash -> (distinct rows, curve)
 
 
-def ib_frontier_for(dataset, *, kind: str | None = None, max_distinct: int = 4096, rows=None, n_info: int | None = None,
-                    info_seed: int = 0):
+def ib_frontier_for(
+    dataset, *, kind: str | None = None, max_distinct: int = 4096, rows=None, n_info: int | None = None, info_seed: int = 0
+):
     """The exact information-bottleneck frontier of a data set with few discrete inputs, or None.
 
     p(x, y): X uniform over the data set's rows (``dataset.x_all``, or ``x_all[rows]`` for an

@@ -16,6 +16,7 @@ Quick start::
     res.metrics["binning/h_x_given_t"] # (P, n_evals, n_layers)
 """
 
+from ib_jax.registry import import_parts
 from ib_jax.train import gradient_stats, optimizers
 from ib_jax.train.evaluation import make_evaluate
 from ib_jax.train.population import Population, eval_steps, population_grid
@@ -40,3 +41,6 @@ __all__ = [
     "train_population",
     "xent",
 ]
+
+# every module of this package registers its part when imported: a new part is one new module
+import_parts(__name__, __path__)

@@ -70,8 +70,9 @@ def make_evaluate(step: Step, cfg, batch_size: int, extra: dict[str, Estimator] 
     def layers_of(params, batch_stats, x, key=None, centers=False):
         logits, hidden, _ = step.apply(params, batch_stats, x, train=False, key=key, centers=centers)
         # wide layers (conv maps): the documented policy, the same units for every member and step
-        hidden = reduce_hidden([h.reshape(h.shape[0], -1) for h in hidden], est_cfg.wide_policy, est_cfg.max_units,
-                               est_cfg.wide_seed, channels=channels)
+        hidden = reduce_hidden(
+            [h.reshape(h.shape[0], -1) for h in hidden], est_cfg.wide_policy, est_cfg.max_units, est_cfg.wide_seed, channels=channels
+        )
         return [h.astype(jnp.float32) for h in hidden] + ([jax.nn.softmax(logits)] if est_cfg.include_output else [])
 
     def evaluate(state: TrainState, data) -> dict:
@@ -88,10 +89,17 @@ def make_evaluate(step: Step, cfg, batch_size: int, extra: dict[str, Estimator] 
             layers = layers_of(state.params, state.batch_stats, data["x_info"], k_eval)
             stacked, mask = E.pad_layers(layers)
             ctx = EvalContext(
-                layers=layers, stacked=stacked, mask=mask, dims=jnp.asarray([t.shape[-1] for t in layers], jnp.float32),
-                x=data["x_info"], y=data["y_info"], n=data["y_info"].shape[0], n_classes=step.n_classes,
+                layers=layers,
+                stacked=stacked,
+                mask=mask,
+                dims=jnp.asarray([t.shape[-1] for t in layers], jnp.float32),
+                x=data["x_info"],
+                y=data["y_info"],
+                n=data["y_info"].shape[0],
+                n_classes=step.n_classes,
                 apply=lambda p, x, key=None, centers=False: layers_of(p, state.batch_stats, x, key, centers),
-                params=state.params, key=k_est,
+                params=state.params,
+                key=k_est,
             )
             for name, entry in entries:
                 for q, v in entry.compute(ctx, cfg).items():

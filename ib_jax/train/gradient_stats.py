@@ -206,9 +206,7 @@ def curvature_noise_stats(
         )
 
         def one(v):
-            cv = sum(
-                jnp.tensordot(c, vv, axes=vv.ndim) for c, vv in zip(jax.tree.leaves(centred), jax.tree.leaves(v))
-            )  # (m,) = C v
+            cv = sum(jnp.tensordot(c, vv, axes=vv.ndim) for c, vv in zip(jax.tree.leaves(centred), jax.tree.leaves(v)))  # (m,) = C v
             sigma_v = jax.tree.map(lambda c: jnp.tensordot(cv, c, axes=1) / m, centred)
             return _tree_vdot(hvp(v), sigma_v)
 

@@ -29,7 +29,9 @@ class OptimizerEntry(NamedTuple):
 
 def _no_momentum(cfg) -> None:
     if cfg.momentum is not None:
-        raise ValueError(f"optimizer.momentum is used by optimizer=momentum only; optimizer={cfg.name} would ignore it (got {cfg.momentum})")
+        raise ValueError(
+            f"optimizer.momentum is used by optimizer=momentum only; optimizer={cfg.name} would ignore it (got {cfg.momentum})"
+        )
 
 
 def _momentum(cfg) -> None:

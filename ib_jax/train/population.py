@@ -9,6 +9,7 @@ import numpy as np
 
 __all__ = ["Population", "population_grid", "eval_steps"]
 
+
 @dataclasses.dataclass(frozen=True)
 class Population:
     """Per-member settings, arrays of length P.

@@ -74,6 +74,7 @@ class Chunk(NamedTuple):
     metrics: dict[str, np.ndarray]
     snapshot: Any
 
+
 class Trainer:
     """Compiled pieces for one (config, data set); build once, reuse for populations of one shape.
 
@@ -121,8 +122,12 @@ class Trainer:
 
     def init(self, population: Population) -> TrainState:
         """Stacked states of the population, sharded over devices along the member axis."""
-        lr = population.learning_rate if population.learning_rate is not None else np.full(population.size, self.cfg.optimizer.learning_rate)
-        states = self._init(jnp.asarray(population.seeds, jnp.uint32), jnp.asarray(population.level, jnp.float32), jnp.asarray(lr, jnp.float32))
+        lr = (
+            population.learning_rate if population.learning_rate is not None else np.full(population.size, self.cfg.optimizer.learning_rate)
+        )
+        states = self._init(
+            jnp.asarray(population.seeds, jnp.uint32), jnp.asarray(population.level, jnp.float32), jnp.asarray(lr, jnp.float32)
+        )
         return self.shard(states)
 
     def shard(self, states: TrainState) -> TrainState:
@@ -213,6 +218,7 @@ class Trainer:
             metrics = {name: np.asarray(v)[:valid] for name, v in m.items()}
             yield Chunk(start=first, valid=valid, step=int(steps[first + valid - 1]), states=states, metrics=metrics, snapshot=snap)
 
+
 @dataclasses.dataclass
 class PopulationResult:
     """What a population run measured.
@@ -241,6 +247,7 @@ def collect(chunks: list[dict]) -> dict[str, np.ndarray]:
         arr = np.concatenate([np.asarray(c[name]) for c in chunks], axis=0)
         out[name] = np.moveaxis(arr, 0, 1)
     return out
+
 
 def train_population(
     cfg,

@@ -23,7 +23,14 @@ RNG = np.random.default_rng(0)
 
 def idx_bytes(arr):
     """An idx file's bytes: 0, 0, type code, rank, big-endian uint32 dims, big-endian data."""
-    code = {np.dtype("u1"): 0x08, np.dtype("i1"): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+    code = {
+        np.dtype("u1"): 0x08,
+        np.dtype("i1"): 0x09,
+        np.dtype(">i2"): 0x0B,
+        np.dtype(">i4"): 0x0C,
+        np.dtype(">f4"): 0x0D,
+        np.dtype(">f8"): 0x0E,
+    }
     arr = np.asarray(arr)
     dt = arr.dtype.newbyteorder(">") if arr.dtype.itemsize > 1 else arr.dtype
     head = bytes([0, 0, code[dt], arr.ndim])

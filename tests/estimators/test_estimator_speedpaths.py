@@ -146,8 +146,11 @@ def test_ksg_euclidean_correlated_gaussians_closed_form():
     rho = np.array([0.8, 0.0])
     a = rng.normal(size=(6, 1000, 2))
     b = rho * a + np.sqrt(1 - rho**2) * rng.normal(size=(6, 1000, 2))
-    est = np.asarray(jax.jit(jax.vmap(lambda a, b: E.ksg_mutual_information(a, b, k=10, metric="euclidean")))(
-        jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)))
+    est = np.asarray(
+        jax.jit(jax.vmap(lambda a, b: E.ksg_mutual_information(a, b, k=10, metric="euclidean")))(
+            jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
+        )
+    )
     err = est.mean() + 0.5 * np.sum(np.log2(1 - rho**2))
     assert abs(err + 0.067) < 4 * est.std(ddof=1) / np.sqrt(6) + 0.03
 

@@ -15,7 +15,7 @@ from scipy.spatial import cKDTree
 from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 
 from ib_jax import estimators as E
-from ib_jax.estimators import binning, counting
+from ib_jax.estimators import counting
 
 LOG2E = 1 / np.log(2)
 

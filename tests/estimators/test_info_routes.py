@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from ib_jax.models import quantize as Q
-from ib_jax.report import stats as S
 from ib_jax.estimators import binning
 from ib_jax.estimators.exact import exact_information
 from ib_jax.estimators.ib_bound import discrete_mutual_information, frontier_i_ty_at, ib_frontier
 from ib_jax.estimators.sp import gaussian_entropy_bits, sp_mutual_information
+from ib_jax.models import quantize as Q
+from ib_jax.report import stats as S
 
 # ------------------------------------------------------------------ sample propagation
 
@@ -99,8 +99,9 @@ def test_sp_blocks_padding_and_vmap_do_not_change_results():
 
     stacked, mask = pad_layers([c[..., :1], c])  # (L, R, n, 3)
     keys = jax.random.split(key, 2)
-    f = jax.jit(jax.vmap(jax.vmap(lambda t, k, m: sp_mutual_information(t, 0.4, k, n_mc=2, unit_mask=m)["i_xt"],
-                                  (None, 0, None)), (0, None, 0)))
+    f = jax.jit(
+        jax.vmap(jax.vmap(lambda t, k, m: sp_mutual_information(t, 0.4, k, n_mc=2, unit_mask=m)["i_xt"], (None, 0, None)), (0, None, 0))
+    )
     got = f(stacked, keys, mask)
     for m_ in range(2):
         assert float(got[1, m_]) == pytest.approx(float(_sp(c, 0.4, keys[m_], n_mc=2)["i_xt"]), abs=1e-5)
@@ -298,8 +299,12 @@ def test_miller_madow_with_labels_matches_numpy():
     rng = np.random.default_rng(3)
     t = rng.choice([-0.5, 0.5], size=(300, 3)).astype(np.float32)
     y = rng.integers(0, 3, 300)
-    both = jax.jit(lambda t, y: (binning.binned_information(t, y, n_classes=3, n_bins=2, miller_madow=True),
-                                 binning.binned_information(t, y, n_classes=3, n_bins=2)))
+    both = jax.jit(
+        lambda t, y: (
+            binning.binned_information(t, y, n_classes=3, n_bins=2, miller_madow=True),
+            binning.binned_information(t, y, n_classes=3, n_bins=2),
+        )
+    )
     out, plain = both(jnp.asarray(t), jnp.asarray(y))
     m_t = len(np.unique(t, axis=0))
     m_ty = len(np.unique(np.c_[t, y], axis=0))

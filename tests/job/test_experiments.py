@@ -20,10 +20,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ib_jax import config as C
-
 from ib_jax.job.build import validate
-from ib_jax.job.rows import read_metrics
 from ib_jax.job.records import loads_strict
+from ib_jax.job.rows import read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONF = os.path.join(ROOT, "conf")
@@ -48,8 +47,15 @@ def env(tmp_path):
 
 
 def launch(args, tmp_path, **kw):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "train.py"), *args],
-                          capture_output=True, text=True, env=env(tmp_path), cwd=tmp_path, timeout=900, **kw)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "experiments", "train.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env(tmp_path),
+        cwd=tmp_path,
+        timeout=900,
+        **kw,
+    )
 
 
 def composed(*overrides):
@@ -163,9 +169,25 @@ def test_multirun_writes_the_contract(multirun):
         evals = sorted({r["eval"] for r in rows})
         assert len(rows) == len(evals) * n_members
         row = rows[-1]
-        for key in ("step", "member", "seed", "snr", "train_loss", "test_loss", "train_accuracy", "test_accuracy",
-                    "gap_loss", "gap_accuracy", "binning/i_xt/h1", "binning/i_ty/output", "binning/h_x_given_t/h2",
-                    "noise_realized_snr", "noise_angle", "sgd_snr", "diverged"):
+        for key in (
+            "step",
+            "member",
+            "seed",
+            "snr",
+            "train_loss",
+            "test_loss",
+            "train_accuracy",
+            "test_accuracy",
+            "gap_loss",
+            "gap_accuracy",
+            "binning/i_xt/h1",
+            "binning/i_ty/output",
+            "binning/h_x_given_t/h2",
+            "noise_realized_snr",
+            "noise_angle",
+            "sgd_snr",
+            "diverged",
+        ):
             assert key in row, key
         assert {m["snr"] for m in summary["members"]} == {float("inf"), 1.0}
         assert summary["members"][0]["final/train_loss"] > 0
@@ -202,8 +224,12 @@ def test_multirun_wandb_runs_are_separate(multirun):
 
 def test_aggregate_the_multirun(multirun, tmp_path):
     sweep, _ = multirun
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "aggregate.py"), str(sweep), "--out", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "aggregate.py"), str(sweep), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     import csv
 
@@ -221,8 +247,14 @@ def test_aggregate_the_multirun(multirun, tmp_path):
 def test_killed_job_resumes_to_the_uninterrupted_result(tmp_path):
     args = [*TINY, "steps=400", "n_evals=12", "evals_per_chunk=1", "logger.wandb=true", "logger.progress=false", "seeds=2"]
     killed_dir = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "experiments", "train.py"), *args, f"hydra.run.dir={killed_dir}"],
-                            env=env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "experiments", "train.py"), *args, f"hydra.run.dir={killed_dir}"],
+        env=env(tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     ckpt = killed_dir / "checkpoints"
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:

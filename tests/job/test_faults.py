@@ -33,9 +33,8 @@ import numpy as np
 import pytest
 
 from ib_jax import config as C
-
-from ib_jax.job.build import validate
 from ib_jax.job import tracking
+from ib_jax.job.build import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN = os.path.join(ROOT, "experiments", "train.py")
@@ -43,8 +42,7 @@ AGGREGATE = os.path.join(ROOT, "scripts", "aggregate.py")
 
 # 2 members (snr inf and 0.1, one seed), 9 evaluations at steps 0,1,2,3,5,8,14,24,40, one
 # evaluation per chunk: 9 chunks, so a kill point polled from the files falls mid-run
-BASE = ["debug=fast", "diagnostics=[]", "probe_size=0", "steps=40", "n_evals=8", "evals_per_chunk=1",
-        "logger=none", "noise.snr=[inf,0.1]"]
+BASE = ["debug=fast", "diagnostics=[]", "probe_size=0", "steps=40", "n_evals=8", "evals_per_chunk=1", "logger=none", "noise.snr=[inf,0.1]"]
 N_EVALS = 9
 slow = pytest.mark.slow  # a job in a subprocess: 5 to 60 s each on 2 cores (compile included)
 N_MEMBERS = 2
@@ -129,8 +127,9 @@ class Job:
         self.out_path = os.path.join(workdir, f"{name}.out")
         self.err_path = os.path.join(workdir, f"{name}.err")
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.proc = subprocess.Popen([sys.executable, TRAIN, *args], env=env, cwd=workdir, stdout=out, stderr=err,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, TRAIN, *args], env=env, cwd=workdir, stdout=out, stderr=err, start_new_session=True
+            )
         _STARTED.append(self.proc)
         self.pid = self.proc.pid
 
@@ -192,8 +191,7 @@ def _reap():
 def env(tmp_path_factory):
     cache = tmp_path_factory.mktemp("ib_cache")
     e = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION_CACHE", "WANDB_"))}
-    e.update(JAX_PLATFORMS="cpu", WANDB_MODE="offline", WANDB_SILENT="true", IB_JAX_CACHE=str(cache),
-             PYTHONUNBUFFERED="1")
+    e.update(JAX_PLATFORMS="cpu", WANDB_MODE="offline", WANDB_SILENT="true", IB_JAX_CACHE=str(cache), PYTHONUNBUFFERED="1")
     return e
 
 
@@ -225,8 +223,7 @@ def killed(base, env, tmp_path_factory, reference):
     job_dir = str(work / "job")
     args = [*base, f"hydra.run.dir={job_dir}"]
     first = Job(args, env, work, "first")
-    first.wait_until(lambda: len(checkpoint_steps(job_dir)) >= 2 and evals_written(job_dir) >= 3,
-                     "two checkpoints and three evaluations")
+    first.wait_until(lambda: len(checkpoint_steps(job_dir)) >= 2 and evals_written(job_dir) >= 3, "two checkpoints and three evaluations")
     first.killpg(signal.SIGSTOP)
     before = tree_digest(job_dir)
     t0 = time.monotonic()
@@ -238,8 +235,17 @@ def killed(base, env, tmp_path_factory, reference):
     first.wait()
     pristine = str(work / "pristine")
     shutil.copytree(job_dir, pristine, symlinks=True)
-    return {"dir": job_dir, "pristine": pristine, "first": first, "second": second, "second_s": second_s,
-            "before": before, "after": after, "first_was_running": still_running, "args": args}
+    return {
+        "dir": job_dir,
+        "pristine": pristine,
+        "first": first,
+        "second": second,
+        "second_s": second_s,
+        "before": before,
+        "after": after,
+        "first_was_running": still_running,
+        "args": args,
+    }
 
 
 def copy_killed(killed, tmp_path) -> str:
@@ -252,12 +258,13 @@ def copy_killed(killed, tmp_path) -> str:
 
 
 @slow
-@pytest.mark.parametrize("change, key, old, new", [
-    ("optimizer.batch_size=256", "optimizer.batch_size", "512", "256"),
-    ("noise.snr=[inf,1]", "noise.snr", '["inf", 0.1]', '["inf", 1.0]'),
-])
-
-
+@pytest.mark.parametrize(
+    "change, key, old, new",
+    [
+        ("optimizer.batch_size=256", "optimizer.batch_size", "512", "256"),
+        ("noise.snr=[inf,1]", "noise.snr", '["inf", 0.1]', '["inf", 1.0]'),
+    ],
+)
 def test_relaunch_with_changed_config_is_refused_and_changes_no_file(killed, base, env, tmp_path, change, key, old, new):
     job_dir = copy_killed(killed, tmp_path)
     with open(os.path.join(job_dir, "job.lock")) as f:
@@ -352,8 +359,14 @@ def test_full_disk_during_a_metrics_append_leaves_no_torn_line(reference, base, 
     job_dir = str(tmp_path / "job")
     args = [*base, f"hydra.run.dir={job_dir}"]
     with open(tmp_path / "full.out", "w") as out, open(tmp_path / "full.err", "w") as err:
-        rc = subprocess.run([sys.executable, str(wrapper), TRAIN, *args], env={**env, "FAIL_METRICS_APPEND": "4"},
-                            cwd=tmp_path, stdout=out, stderr=err, timeout=600).returncode
+        rc = subprocess.run(
+            [sys.executable, str(wrapper), TRAIN, *args],
+            env={**env, "FAIL_METRICS_APPEND": "4"},
+            cwd=tmp_path,
+            stdout=out,
+            stderr=err,
+            timeout=600,
+        ).returncode
     stderr = (tmp_path / "full.err").read_text()
     assert rc != 0, stderr[-3000:]
     assert "No space left on device" in stderr and "append_jsonl" in stderr, stderr[-3000:]
@@ -395,8 +408,10 @@ def test_real_full_disk_mid_run_then_relaunch_with_space(reference, base, env, t
         args = [*base, f"hydra.run.dir={job_dir}"]
         job = Job(args, env, tmp_path, "full")
         # stop it just after a checkpoint, so the next write to the full disk is its next metrics append
-        job.wait_until(lambda: 3 <= evals_written(job_dir) < N_EVALS and checkpoint_steps(job_dir)[-1:] == [evals_written(job_dir)],
-                       "three evaluations, checkpointed")
+        job.wait_until(
+            lambda: 3 <= evals_written(job_dir) < N_EVALS and checkpoint_steps(job_dir)[-1:] == [evals_written(job_dir)],
+            "three evaluations, checkpointed",
+        )
         job.killpg(signal.SIGSTOP)
         filler = fill(mnt)
         job.killpg(signal.SIGCONT)
@@ -495,8 +510,7 @@ def test_wandb_history_survives_sigterm_after_the_last_checkpoint(reference, bas
     args = [*base, *WANDB, f"hydra.run.dir={job_dir}"]
     job = Job(args, env, tmp_path, "late")
     # the window: training is over, summary/plots/wandb are being finished
-    job.wait_until(lambda: checkpoint_steps(job_dir)[-1:] == [N_EVALS] and not os.path.exists(summary),
-                   "the last checkpoint")
+    job.wait_until(lambda: checkpoint_steps(job_dir)[-1:] == [N_EVALS] and not os.path.exists(summary), "the last checkpoint")
     os.kill(job.pid, signal.SIGTERM)
     rc = job.wait()
     # training is over, so the preemption guard is off: the default action ends the process at once
@@ -568,8 +582,9 @@ def test_sweep_relaunched_in_another_order_resumes_its_jobs(reference, base, env
     # a setting twice (a job directory copied under another name): warned about, counted once
     shutil.copytree(sweep / jobs[0], sweep / "copy_of_a_job", symlinks=True)
     out = tmp_path / "agg"
-    r = subprocess.run([sys.executable, AGGREGATE, str(sweep), "--out", str(out)], env=env, cwd=tmp_path,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, AGGREGATE, str(sweep), "--out", str(out)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "appears twice" in r.stderr and "copy_of_a_job" in r.stderr, r.stderr[-3000:]
     with open(out / "aggregate.csv") as f:
@@ -674,8 +689,7 @@ def test_refused_values_fail_before_compute_on_the_command_line(base, env, tmp_p
 
 
 def _npz_config(path, **dataset):
-    return C.Config(dataset=C.DatasetConf(name="npz", path=str(path), **dataset),
-                    optimizer=C.OptimizerConf(batch_size=0), seeds=1)
+    return C.Config(dataset=C.DatasetConf(name="npz", path=str(path), **dataset), optimizer=C.OptimizerConf(batch_size=0), seeds=1)
 
 
 def _xy(n=64, classes=2, seed=0):
@@ -716,13 +730,14 @@ def test_empty_test_split_is_refused(tmp_path):
         validate(_npz_config(tmp_path / "d.npz", train_fraction=1.0))
 
 
-@pytest.mark.parametrize("labels, match", [
-    (([0] * 48, [0] * 16), "a single class"),
-    (([0, 2] * 24, [0, 2] * 8), r"labels \[1\] of 0\.\.2 never occur"),
-    (([0, 1] * 24, [0, 1, 2, 2] * 4), r"test labels \[2\] never occur in the training split"),
-])
-
-
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (([0] * 48, [0] * 16), "a single class"),
+        (([0, 2] * 24, [0, 2] * 8), r"labels \[1\] of 0\.\.2 never occur"),
+        (([0, 1] * 24, [0, 1, 2, 2] * 4), r"test labels \[2\] never occur in the training split"),
+    ],
+)
 def test_label_oddities_warn_but_run(tmp_path, labels, match):
     ytr, yte = (np.asarray(v) for v in labels)
     rng = np.random.default_rng(0)

@@ -27,9 +27,9 @@ import pytest
 
 from ib_jax.job import lock as joblock
 from ib_jax.job import preemption, tracking
+from ib_jax.job.checkpoints import NoIntactCheckpoint, restore_latest_intact
 from ib_jax.job.lock import JobLock, JobLocked
 from ib_jax.job.preemption import REQUEUE_EXIT_CODE, PreemptionGuard
-from ib_jax.job.checkpoints import NoIntactCheckpoint, restore_latest_intact
 from ib_jax.job.records import (
     ConfigMismatch,
     append_jsonl,
@@ -58,9 +58,11 @@ def _strict_stdlib(text):
 
 def _child(module, body: str) -> list[str]:
     """argv of a python child that loads ``module``'s file as ``m`` and runs ``body``."""
-    prelude = ("import importlib.util, sys, os, time, signal\n"
-               "spec = importlib.util.spec_from_file_location('m', sys.argv[1])\n"
-               "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n")
+    prelude = (
+        "import importlib.util, sys, os, time, signal\n"
+        "spec = importlib.util.spec_from_file_location('m', sys.argv[1])\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+    )
     return [sys.executable, "-c", prelude + textwrap.dedent(body), module.__file__]
 
 
@@ -68,9 +70,18 @@ def _child(module, body: str) -> list[str]:
 
 
 def test_strict_json_round_trip():
-    obj = {"lr": 0.1, "snr": [math.inf, 10.0, 1.0], "neg": -math.inf, "loss": math.nan, "f32": np.float32(0.1),
-           "i": np.int64(7), "flag": np.bool_(True), "none": None, "arr": np.array([[1.5, np.nan]], np.float32),
-           "nested": {"x": [1, 2.5e-300, "isotropic"]}}
+    obj = {
+        "lr": 0.1,
+        "snr": [math.inf, 10.0, 1.0],
+        "neg": -math.inf,
+        "loss": math.nan,
+        "f32": np.float32(0.1),
+        "i": np.int64(7),
+        "flag": np.bool_(True),
+        "none": None,
+        "arr": np.array([[1.5, np.nan]], np.float32),
+        "nested": {"x": [1, 2.5e-300, "isotropic"]},
+    }
     text = dumps_strict(obj)
     raw = _strict_stdlib(text)  # no NaN/Infinity literal anywhere
     assert raw["snr"] == ["inf", 10.0, 1.0] and raw["neg"] == "-inf" and raw["loss"] is None
@@ -116,8 +127,10 @@ def test_exact_float_recovers_the_decimal_a_setting_was_given_as():
 # ---------------------------------------------------------------- atomic files
 
 
-ROWS = [{"step": 10, "eval": 0, "member": 0, "train_loss": 0.5, "snr": math.inf},
-        {"step": 10, "eval": 0, "member": 1, "train_loss": math.nan, "snr": 1.0}]
+ROWS = [
+    {"step": 10, "eval": 0, "member": 0, "train_loss": 0.5, "snr": math.inf},
+    {"step": 10, "eval": 0, "member": 1, "train_loss": math.nan, "snr": 1.0},
+]
 MORE = [{"step": 20, "eval": 1, "member": m, "train_loss": 0.25 * (m + 1), "snr": 1.0} for m in range(2)]
 
 
@@ -134,8 +147,9 @@ class _DiskFull:
         raise self.exc
 
 
-@pytest.mark.parametrize("exc", [OSError(errno.ENOSPC, "No space left on device"), SystemExit(143)],
-                         ids=["ENOSPC", "exit-from-signal-handler"])
+@pytest.mark.parametrize(
+    "exc", [OSError(errno.ENOSPC, "No space left on device"), SystemExit(143)], ids=["ENOSPC", "exit-from-signal-handler"]
+)
 def test_append_that_fails_midway_leaves_the_file_unchanged(tmp_path, monkeypatch, exc):
     path = tmp_path / "metrics.jsonl"
     append_jsonl(path, ROWS)
@@ -228,9 +242,15 @@ def test_truncate_keeps_lines_byte_for_byte(tmp_path):
 # ----------------------------------------------------------------- job config
 
 
-CFG = {"name": "job", "seeds": 2, "optimizer": {"name": "sgd", "learning_rate": 0.1},
-       "noise": {"kind": "isotropic", "snr": [math.inf, 1.0]}, "logger": {"mode": "offline", "wandb": True},
-       "paths": {"output_dir": "/a", "data_dir": "/d"}, "resume": True}
+CFG = {
+    "name": "job",
+    "seeds": 2,
+    "optimizer": {"name": "sgd", "learning_rate": 0.1},
+    "noise": {"kind": "isotropic", "snr": [math.inf, 1.0]},
+    "logger": {"mode": "offline", "wandb": True},
+    "paths": {"output_dir": "/a", "data_dir": "/d"},
+    "resume": True,
+}
 IGNORE = ["logger", "paths.output_dir", "resume", "hydra.*"]
 
 
@@ -241,8 +261,12 @@ def test_config_recorded_at_first_launch_then_accepted_when_equal(tmp_path):
     assert "logger" not in stored["config"] and "resume" not in stored["config"]
     assert stored["config"]["paths"] == {"data_dir": "/d"} and stored["config"]["noise"]["snr"][0] == math.inf
     before = (tmp_path / "job_config.json").read_bytes()
-    same = {"resume": False, "logger": {"mode": "online"}, "paths": {"data_dir": "/d", "output_dir": "/b"},
-            **{k: v for k, v in reversed(list(CFG.items())) if k not in ("resume", "logger", "paths")}}
+    same = {
+        "resume": False,
+        "logger": {"mode": "online"},
+        "paths": {"data_dir": "/d", "output_dir": "/b"},
+        **{k: v for k, v in reversed(list(CFG.items())) if k not in ("resume", "logger", "paths")},
+    }
     assert record_or_check_config(tmp_path, same, ignore_keys=IGNORE) == fp  # key order and ignored keys don't count
     assert (tmp_path / "job_config.json").read_bytes() == before
 
@@ -283,11 +307,19 @@ def test_unreadable_config_record_refuses(tmp_path):
 
 
 def test_lock_held_by_another_process_fails_at_once_and_dies_with_it(tmp_path):
-    holder = subprocess.Popen(_child(joblock, """
+    holder = subprocess.Popen(
+        _child(
+            joblock,
+            """
         lock = m.JobLock(sys.argv[2]).acquire()
         print("held", flush=True)
         time.sleep(120)
-    """) + [str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    """,
+        )
+        + [str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         t0 = time.monotonic()
@@ -334,8 +366,9 @@ def _state(step):
 
 def _manager(ocp, directory):
     # the options of ib_jax.job.checkpoints.Checkpoints
-    return ocp.CheckpointManager(str(directory), options=ocp.CheckpointManagerOptions(
-        max_to_keep=2, create=True, enable_async_checkpointing=False))
+    return ocp.CheckpointManager(
+        str(directory), options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True, enable_async_checkpointing=False)
+    )
 
 
 def _two_checkpoints(ocp, directory):
@@ -453,7 +486,10 @@ def test_exit_for_requeue_hands_over_to_the_previous_handler():
 
 
 def test_a_job_stopped_by_sigterm_saves_and_exits_143():
-    job = subprocess.Popen(_child(preemption, """
+    job = subprocess.Popen(
+        _child(
+            preemption,
+            """
         with m.PreemptionGuard() as guard:
             print("ready", flush=True)
             for chunk in range(10**6):        # the training loop: one chunk at a time
@@ -461,7 +497,12 @@ def test_a_job_stopped_by_sigterm_saves_and_exits_143():
                 if guard.requested:
                     print(f"saved after chunk {chunk} on {guard.signal.name}", flush=True)
                     guard.exit_for_requeue()
-    """), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """,
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert job.stdout.readline().strip() == "ready"
     job.send_signal(signal.SIGTERM)
     out, err = job.communicate(timeout=10)
@@ -526,15 +567,36 @@ MEMBERS = [{"member": 0, "seed": 0, "level": math.inf}, {"member": 1, "seed": 0,
 
 
 def _rows(evals):
-    return [{"step": 10 * (e + 1), "eval": e, "member": m["member"], "seed": 0, "snr": m["level"],
-             "noise_kind": "isotropic", "train_loss": (None if (e, m["member"]) == (1, 1) else 1.0 / (e + 1 + m["member"])),
-             "diverged": False} for e in evals for m in MEMBERS]
+    return [
+        {
+            "step": 10 * (e + 1),
+            "eval": e,
+            "member": m["member"],
+            "seed": 0,
+            "snr": m["level"],
+            "noise_kind": "isotropic",
+            "train_loss": (None if (e, m["member"]) == (1, 1) else 1.0 / (e + 1 + m["member"])),
+            "diverged": False,
+        }
+        for e in evals
+        for m in MEMBERS
+    ]
 
 
 def _population(tmp_path, wandb_module, mode="offline", history=()):
-    return tracking.WandbPopulation(enabled=True, mode=mode, project="p", entity=None, group="g", job_name="job",
-                                    output_dir=str(tmp_path), members=MEMBERS, job_config={"a": 1},
-                                    history=history, wandb_module=wandb_module)
+    return tracking.WandbPopulation(
+        enabled=True,
+        mode=mode,
+        project="p",
+        entity=None,
+        group="g",
+        job_name="job",
+        output_dir=str(tmp_path),
+        members=MEMBERS,
+        job_config={"a": 1},
+        history=history,
+        wandb_module=wandb_module,
+    )
 
 
 def test_relaunch_replays_the_records_then_logs_live_rows_once(tmp_path):
@@ -595,7 +657,10 @@ def test_real_offline_runs_hold_every_evaluation_once_after_a_kill(tmp_path):
     """A first launch logs evaluations 0..2 and is killed; the relaunch restores the checkpoint after
     evaluation 1, replays 0..1 from metrics.jsonl and logs 2..4 live. Read back from wandb's own files."""
     env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true")
-    first = subprocess.run(_child(tracking, """
+    first = subprocess.run(
+        _child(
+            tracking,
+            """
         import json
         rows, members = json.loads(sys.argv[3]), json.loads(sys.argv[4])
         pop = m.WandbPopulation(enabled=True, mode="offline", project="p", entity=None, group="g", job_name="job",
@@ -603,8 +668,14 @@ def test_real_offline_runs_hold_every_evaluation_once_after_a_kill(tmp_path):
         pop.log_rows(rows)
         assert pop.enabled
         os._exit(9)   # killed: no finish, no teardown
-    """) + [str(tmp_path), json.dumps(_rows(range(3))), json.dumps(MEMBERS, allow_nan=True)],
-        env=env, capture_output=True, text=True, timeout=120)
+    """,
+        )
+        + [str(tmp_path), json.dumps(_rows(range(3))), json.dumps(MEMBERS, allow_nan=True)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert first.returncode == 9, first.stderr[-2000:]
     ids = tracking.run_ids(str(tmp_path), 2)
     assert all(len(tracking.offline_run_dirs(str(tmp_path), i)) == 1 for i in ids)

@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 
 from ib_jax import config as C
-
-from ib_jax.job.build import validate
 from ib_jax import estimators as E
 from ib_jax.job import records as R
 from ib_jax.job import reestimate as RE
 from ib_jax.job import reestimate_run as RR
+from ib_jax.job.build import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 N_INFO = 256
@@ -31,10 +30,18 @@ TOL = 1e-5  # bits: the brief's tolerance; the same program on the same paramete
 
 def _job_config() -> C.Config:
     return C.Config(
-        name="tiny", steps=20, n_evals=3, seeds=1, probe_size=0, diagnostics=(), snapshots=True,
+        name="tiny",
+        steps=20,
+        n_evals=3,
+        seeds=1,
+        probe_size=0,
+        diagnostics=(),
+        snapshots=True,
         noise=C.NoiseConf(kind="isotropic", snr=(math.inf, 1.0)),
         estimator=C.EstimatorConf(names=("binning", "knn"), n_info=N_INFO),
-        logger=C.LoggerConf(wandb=False, progress=False), checkpoint=False, compile_cache=False,
+        logger=C.LoggerConf(wandb=False, progress=False),
+        checkpoint=False,
+        compile_cache=False,
     )
 
 
@@ -243,7 +250,8 @@ def test_overrides_are_checked_before_any_compute(job, tmp_path):
     with pytest.raises(ValueError, match="--per-unit"):
         RE.Options(per_unit=True)
     assert not os.path.exists(os.path.join(job, "reestimate", "names=nope")) and all(
-        "nope" not in d and "n_bins=0" not in d for d in os.listdir(os.path.join(job, "reestimate")))  # refused: no directory
+        "nope" not in d and "n_bins=0" not in d for d in os.listdir(os.path.join(job, "reestimate"))
+    )  # refused: no directory
     with pytest.raises(ValueError, match="not a job directory"):
         RE.load_job(str(tmp_path))
     with open(os.path.join(job, "job_config.json")) as f, open(tmp_path / "job_config.json", "w") as g:

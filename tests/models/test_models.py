@@ -30,14 +30,29 @@ def test_dropout_batchnorm_and_all_estimators_train():
     cfg = C.Config(
         model=C.ModelConf(widths=(8, 4), activation="relu", dropout=0.2, batch_norm=True),
         optimizer=C.OptimizerConf(name="adam", learning_rate=0.01, batch_size=64),
-        steps=30, n_evals=2, probe_size=0,
-        estimator=C.EstimatorConf(names=("binning", "binning_quantile", "knn", "kde", "channel"), n_info=128,
-                                  binning=C.BinningConf(lo=None, hi=None), channel=C.ChannelConf(n=32, samples=4)),
+        steps=30,
+        n_evals=2,
+        probe_size=0,
+        estimator=C.EstimatorConf(
+            names=("binning", "binning_quantile", "knn", "kde", "channel"),
+            n_info=128,
+            binning=C.BinningConf(lo=None, hi=None),
+            channel=C.ChannelConf(n=32, samples=4),
+        ),
     )
     res = train.train_population(cfg, ds, train.population_grid([0, 1], [float("inf")]))
     assert res.layer_names == ["h1", "h2", "output"]
-    for key in ("binning/i_xt", "binning_quantile/i_ty", "knn/h_t", "knn/i_ty", "kde/i_xt", "kde/i_xt_lower", "kde/h_x_given_t",
-                "channel/i_xt", "channel/h_x_given_t"):
+    for key in (
+        "binning/i_xt",
+        "binning_quantile/i_ty",
+        "knn/h_t",
+        "knn/i_ty",
+        "kde/i_xt",
+        "kde/i_xt_lower",
+        "kde/h_x_given_t",
+        "channel/i_xt",
+        "channel/h_x_given_t",
+    ):
         v = res.metrics[key]
         assert v.shape == (2, len(res.steps), 3) and np.isfinite(v).all(), key
     assert (res.metrics["kde/i_xt_lower"] <= res.metrics["kde/i_xt"] + 1e-5).all()

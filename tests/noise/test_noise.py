@@ -32,7 +32,7 @@ def _angle64(a, b):
     return 2 * np.arctan2(np.linalg.norm(ah - bh, axis=-1), np.linalg.norm(ah + bh, axis=-1))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sampler(kind, **kw):
     """jit(vmap over keys) of one update on G: returns (noisy flat, realized snr, angle)."""
 

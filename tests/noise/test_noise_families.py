@@ -41,7 +41,7 @@ def _var_log_stable(alpha):
 # ------------------------------------------------------------- heavy-tailed
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _heavy_sampler(scope="global"):
     """jit(vmap over keys) of one heavy_tailed update on G; alpha and snr traced (one compile)."""
 
@@ -218,7 +218,7 @@ def test_bad_level_and_scope(kind):
 N_RUNS, T_STEPS = 200, 64
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _walk(kind, scope="global"):
     """jit(vmap over keys) of T updates on the constant gradient G (lax.scan over steps).
 
@@ -306,7 +306,7 @@ def test_anticorrelated_per_leaf_power_and_schedule():
 # ------------------------------------------------------------- multiplicative weights
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _weights(variant, n):
     return jax.jit(jax.vmap(lambda k, lv: batch_noise.multiplicative_weights(k, n, lv, variant=variant), in_axes=(0, None)))
 
@@ -494,8 +494,14 @@ def test_layer_gradient_stats_matches_saxe_formula():
     m = 7
     per_ex = {
         "params": {
-            "Dense_0": {"kernel": jnp.asarray(rng.normal(size=(m, 3, 4)) + 0.5, jnp.float32), "bias": jnp.asarray(rng.normal(size=(m, 4)), jnp.float32)},
-            "Dense_1": {"kernel": jnp.asarray(rng.normal(size=(m, 4, 2)) * 0.1, jnp.float32), "bias": jnp.asarray(rng.normal(size=(m, 2)), jnp.float32)},
+            "Dense_0": {
+                "kernel": jnp.asarray(rng.normal(size=(m, 3, 4)) + 0.5, jnp.float32),
+                "bias": jnp.asarray(rng.normal(size=(m, 4)), jnp.float32),
+            },
+            "Dense_1": {
+                "kernel": jnp.asarray(rng.normal(size=(m, 4, 2)) * 0.1, jnp.float32),
+                "bias": jnp.asarray(rng.normal(size=(m, 2)), jnp.float32),
+            },
         }
     }
     params = jax.tree.map(lambda a: a[0] * 3.0, per_ex)

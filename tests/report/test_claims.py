@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from ib_jax.report import claims as K
 from ib_jax import data
+from ib_jax.report import claims as K
 from ib_jax.report import summary as S
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,13 +32,14 @@ def _script():
     return mod
 
 
-def members(effect_bits, *, seeds=8, levels=(math.inf, 0.1), spread=0.05, gap_per_bit=0.0, gap_noise=0.0, shift=0.0, rng=0,
-            estimator="binning"):
+def members(
+    effect_bits, *, seeds=8, levels=(math.inf, 0.1), spread=0.05, gap_per_bit=0.0, gap_noise=0.0, shift=0.0, rng=0, estimator="binning"
+):
     """One job's member dicts: I(X;T) per layer = base(seed) + layer offset + effect (at the noisiest level)
     + N(0, spread^2); final gap = gap_per_bit * layer-mean I(X;T) + seed term + N(0, gap_noise^2)."""
     r = np.random.default_rng(rng)
     out = []
-    for li, lv in enumerate(levels):
+    for lv in levels:
         for s in range(seeds):
             base = 5.0 + 0.7 * s  # seeds differ a lot: only pairing removes it
             m = {"member": len(out), "seed": s, "snr": lv, "diverged": False, "matched/train_loss_level": 0.1, "matched/step": 100}
@@ -65,33 +66,42 @@ def E(mean, lo, hi, n=5):
     return K.Effect(mean, lo, hi, n, 0.01)
 
 
-@pytest.mark.parametrize("effect,direction,expected", [
-    (E(-1.0, -1.5, -0.5), -1, K.SUPPORTED),
-    (E(1.0, 0.5, 1.5), -1, K.CONTRADICTED),
-    (E(-0.1, -0.5, 0.3), -1, K.INCONCLUSIVE),
-    (E(1.0, 0.5, 1.5), +1, K.SUPPORTED),
-    (E(-1.0, -1.5, -0.5), +1, K.CONTRADICTED),
-    (K.Effect(-1.0, math.nan, math.nan, 1, math.nan), -1, K.INCONCLUSIVE),  # n=1: no interval, no verdict
-])
+@pytest.mark.parametrize(
+    "effect,direction,expected",
+    [
+        (E(-1.0, -1.5, -0.5), -1, K.SUPPORTED),
+        (E(1.0, 0.5, 1.5), -1, K.CONTRADICTED),
+        (E(-0.1, -0.5, 0.3), -1, K.INCONCLUSIVE),
+        (E(1.0, 0.5, 1.5), +1, K.SUPPORTED),
+        (E(-1.0, -1.5, -0.5), +1, K.CONTRADICTED),
+        (K.Effect(-1.0, math.nan, math.nan, 1, math.nan), -1, K.INCONCLUSIVE),  # n=1: no interval, no verdict
+    ],
+)
 def test_directional_rule(effect, direction, expected):
     assert K.directional_verdict(effect, direction) == expected
 
 
-@pytest.mark.parametrize("effect,expected", [
-    (E(0.5, 0.2, 0.8), K.SUPPORTED),  # excludes 0: the choice matters
-    (E(-0.5, -0.8, -0.2), K.SUPPORTED),
-    (E(0.0, -0.05, 0.05), K.CONTRADICTED),  # inside +-0.1: no difference beyond the margin
-    (E(0.0, -0.3, 0.3), K.INCONCLUSIVE),  # contains 0 but wider than the margin
-])
+@pytest.mark.parametrize(
+    "effect,expected",
+    [
+        (E(0.5, 0.2, 0.8), K.SUPPORTED),  # excludes 0: the choice matters
+        (E(-0.5, -0.8, -0.2), K.SUPPORTED),
+        (E(0.0, -0.05, 0.05), K.CONTRADICTED),  # inside +-0.1: no difference beyond the margin
+        (E(0.0, -0.3, 0.3), K.INCONCLUSIVE),  # contains 0 but wider than the margin
+    ],
+)
 def test_difference_rule(effect, expected):
     assert K.difference_verdict(effect, 0.1) == expected
 
 
-@pytest.mark.parametrize("effect,expected", [
-    (E(1.0, 0.9, 1.1), K.SUPPORTED),
-    (E(0.3, 0.2, 0.4), K.CONTRADICTED),
-    (E(0.9, 0.6, 1.1), K.INCONCLUSIVE),
-])
+@pytest.mark.parametrize(
+    "effect,expected",
+    [
+        (E(1.0, 0.9, 1.1), K.SUPPORTED),
+        (E(0.3, 0.2, 0.4), K.CONTRADICTED),
+        (E(0.9, 0.6, 1.1), K.INCONCLUSIVE),
+    ],
+)
 def test_band_rule(effect, expected):
     assert K.band_verdict(effect, 0.8, 1.2) == expected
 
@@ -325,7 +335,9 @@ def test_information_plane_draws_the_bound(tmp_path, monkeypatch):
     steps = np.array([0, 10])
     metrics = {"binning/i_xt": np.ones((2, 2, 2)) * 3.0, "binning/i_ty": np.ones((2, 2, 2)) * 0.5}
     mem = [{"member": 0, "seed": 0, "level": math.inf}, {"member": 1, "seed": 1, "level": math.inf}]
-    paths = plots.information_planes(metrics, steps, mem, ["h1", "h2"], str(tmp_path), frontier=(np.array([0.0, 1.0, 12.0]), np.array([0.0, 1.0, 1.0])))
+    paths = plots.information_planes(
+        metrics, steps, mem, ["h1", "h2"], str(tmp_path), frontier=(np.array([0.0, 1.0, 12.0]), np.array([0.0, 1.0, 1.0]))
+    )
     assert len(paths) == 1 and os.path.exists(paths[0]) and labels.count("IB bound") == 1
     labels.clear()
     plots.information_planes(metrics, steps, mem, ["h1", "h2"], str(tmp_path))

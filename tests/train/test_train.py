@@ -17,9 +17,8 @@ import optax
 import pytest
 
 from ib_jax import config as C
-
-from ib_jax.job.build import validate
 from ib_jax import data, models, train
+from ib_jax.job.build import validate
 from ib_jax.train.gradient_stats import gradient_noise_stats, per_example_grads
 
 INF = float("inf")
@@ -145,8 +144,14 @@ def test_determinism(trainer):
 
 def test_population_member_equals_model_trained_alone(tishby):
     """Noiseless full-batch GD: a vmapped member == the same model stepped alone with plain optax."""
-    cfg = C.Config(model=MODEL, optimizer=C.OptimizerConf(name="sgd", learning_rate=0.5, batch_size=0), noise=C.NoiseConf(kind="none"),
-                   estimator=C.EstimatorConf(names=()), steps=10, probe_size=0)
+    cfg = C.Config(
+        model=MODEL,
+        optimizer=C.OptimizerConf(name="sgd", learning_rate=0.5, batch_size=0),
+        noise=C.NoiseConf(kind="none"),
+        estimator=C.EstimatorConf(names=()),
+        steps=10,
+        probe_size=0,
+    )
     tr = train.Trainer(cfg, tishby)
     pop = train.Population(seeds=[7, 8], level=[INF, INF])
     states, _ = tr.run(tr.init(pop), [10])
@@ -204,8 +209,14 @@ def test_learns_tishby12_beyond_chance(trainer):
 
 def test_learns_mnist1d_beyond_chance(tmp_path):
     ds = data.mnist1d(cache_dir=tmp_path, num_samples=1000)
-    cfg = C.Config(model=C.ModelConf(widths=(64, 64), activation="relu"), optimizer=C.OptimizerConf(name="adam", learning_rate=3e-3, batch_size=100),
-                   estimator=C.EstimatorConf(names=(), n_info=256), steps=300, n_evals=1, probe_size=0)
+    cfg = C.Config(
+        model=C.ModelConf(widths=(64, 64), activation="relu"),
+        optimizer=C.OptimizerConf(name="adam", learning_rate=3e-3, batch_size=100),
+        estimator=C.EstimatorConf(names=(), n_info=256),
+        steps=300,
+        n_evals=1,
+        probe_size=0,
+    )
     res = train.train_population(cfg, ds, train.population_grid([0, 1], [INF]))
     assert (res.final("test_accuracy") > 0.3).all(), res.final("test_accuracy")  # chance 0.1
 
@@ -225,7 +236,9 @@ def test_sgd_snr_matches_brute_force_minibatches(tishby):
     flat = np.concatenate([np.asarray(v).reshape(256, -1) for v in jax.tree.leaves(per_ex)], axis=1).astype(np.float64)
     # a batch-mean loss has the mean of the per-example gradients as its gradient
     g_batch = jax.grad(lambda p: jnp.mean(jax.vmap(loss1, in_axes=(None, 0, 0))(p, x, y)))(params)
-    np.testing.assert_allclose(np.concatenate([np.asarray(v).ravel() for v in jax.tree.leaves(g_batch)]), flat.mean(0), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        np.concatenate([np.asarray(v).ravel() for v in jax.tree.leaves(g_batch)]), flat.mean(0), rtol=1e-4, atol=1e-7
+    )
     batch, reps = 16, 4000
     stats = gradient_noise_stats(per_ex, batch)
     rng = np.random.default_rng(0)
@@ -262,7 +275,9 @@ SHARDED_CHILD = textwrap.dedent(
 def test_sharded_population_equals_unsharded(trainer):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", SHARDED_CHILD.format(root=root)], capture_output=True, text=True, env=env, cwd=root, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", SHARDED_CHILD.format(root=root)], capture_output=True, text=True, env=env, cwd=root, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     sharded = json.loads(out.stdout.strip().splitlines()[-1])
     _, m = run(trainer, train.Population(seeds=[0, 1, 2, 3, 4, 5, 6, 7], level=[INF, 10.0, 1.0, 0.3] * 2), [0, 10, 10])
@@ -311,13 +326,28 @@ def test_bad_population_and_model():
 def test_scheduled_update_noise_and_sgd_shaped_noise_in_the_trainer(tishby):
     # cone noise after Adam with a schedule: the last step's realized SNR is level * schedule(count)
     sched = C.ScheduleConf(kind="linear", params={"init_value": 1.0, "end_value": 0.1, "transition_steps": 10})
-    cfg = C.Config(model=MODEL, optimizer=C.OptimizerConf(name="adam", batch_size=64), noise=C.NoiseConf(kind="cone", position="update"),
-                   schedule=sched, estimator=C.EstimatorConf(names=()), steps=12, n_evals=1, probe_size=0)
+    cfg = C.Config(
+        model=MODEL,
+        optimizer=C.OptimizerConf(name="adam", batch_size=64),
+        noise=C.NoiseConf(kind="cone", position="update"),
+        schedule=sched,
+        estimator=C.EstimatorConf(names=()),
+        steps=12,
+        n_evals=1,
+        probe_size=0,
+    )
     res = train.train_population(cfg, tishby, train.Population(seeds=[0, 1], level=[4.0, 20.0]))
     np.testing.assert_allclose(res.final("noise_realized_snr"), [0.4, 2.0], rtol=1e-3)  # schedule(11) = 0.1
     # SGD-shaped noise: per-example gradients of each member's own batch drive it
-    cfg = C.Config(model=MODEL, optimizer=C.OptimizerConf(name="adam", batch_size=32), noise=C.NoiseConf(kind="sgd_shaped"),
-                   estimator=C.EstimatorConf(names=()), steps=8, n_evals=1, probe_size=0)
+    cfg = C.Config(
+        model=MODEL,
+        optimizer=C.OptimizerConf(name="adam", batch_size=32),
+        noise=C.NoiseConf(kind="sgd_shaped"),
+        estimator=C.EstimatorConf(names=()),
+        steps=8,
+        n_evals=1,
+        probe_size=0,
+    )
     res = train.train_population(cfg, tishby, train.Population(seeds=[0, 0], level=[INF, 1.0]))
     snr = res.final("noise_realized_snr")
     assert snr[0] == np.inf and 0 < snr[1] < np.inf
