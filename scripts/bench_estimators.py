@@ -49,7 +49,7 @@ from scipy import special
 from scipy.spatial import cKDTree
 
 from ib_jax import estimators as E
-from ib_jax.estimators import knn
+from ib_jax.estimators import knn_search
 from ib_jax.estimators._common import blocked_rows, default_block, sq_distances
 from ib_jax.estimators.binning import host_sort
 
@@ -129,7 +129,7 @@ def bench_knn(d):
 
     t_floor = best_of(lambda: floor(xj))
     err = abs(float(ours(xj)) - kl_ckdtree(x.astype(np.float64)) / np.log(2))
-    search = "cells" if knn._use_cells("auto", N, d) else "dense"
+    search = "cells" if knn_search._use_cells("auto", N, d) else "dense"
     return t_ours, t_ref, t_floor, err, search
 
 

@@ -5,7 +5,7 @@ Usage:
   python scripts/claims.py                              # full sizes (about 17 minutes of jobs on 2 busy CPU cores)
   python scripts/claims.py --out outputs/claims_full --report docs/claims.md
 
-Jobs run in this process (``ib_jax.experiment.run``) with configs composed by hydra's compose API
+Jobs run in this process (``ib_jax.job.run.run``) with configs composed by hydra's compose API
 from the presets in ``conf/experiment`` (``cone_vs_isotropic`` for claims 1, 2, 4, 5 and
 ``batch_size_snr`` for claim 3) plus the overrides listed in the report. Each job has its own
 directory under ``--out/jobs``: a job whose ``summary.json`` and config fingerprint match is
@@ -15,7 +15,7 @@ Routes (ways of measuring I(X;T)), per the brief's caveat that a claim counts on
 across estimators: binning (fixed range [-1, 1], 30 bins; ReLU: per-evaluation range), quantile
 binning, kNN (h(T)), the kernel (KDE) upper bound, the weight-noise channel on the tanh (and
 ReLU) network; exact counting on a 4-bit quantized network; sample propagation on a noisy
-network. The verdict rules are in ``ib_jax/claims.py``; the report states them.
+network. The verdict rules are in ``ib_jax/report/claims.py``; the report states them.
 """
 
 from __future__ import annotations
@@ -282,7 +282,7 @@ def run_jobs(specs, out: str, log=print, extra: Sequence[str] = ()) -> dict:
 def sampled_batch_snr(spec: JobSpec, job_dir: str, sz: Sizes, extra: Sequence[str] = ()) -> dict:
     """Empirical mini-batch SNR at fixed parameters (each seed's initialization, and the job's trained
     parameters from its newest checkpoint): per-example gradients on the probe set, then
-    ``n_batches`` sampled batches per B (:func:`ib_jax.claims.empirical_batch_snr`)."""
+    ``n_batches`` sampled batches per B (:func:`ib_jax.report.claims.empirical_batch_snr`)."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -290,7 +290,7 @@ def sampled_batch_snr(spec: JobSpec, job_dir: str, sz: Sizes, extra: Sequence[st
     from ib_jax import train as T
     from ib_jax.job.build import validate
     from ib_jax.job.checkpoints import Checkpoints
-    from ib_jax.report import claims as K
+    from ib_jax.report import verdicts as V
     from ib_jax.train import gradient_stats as G
 
     built = validate(compose(list(spec.overrides) + list(extra)))
@@ -321,7 +321,7 @@ def sampled_batch_snr(spec: JobSpec, job_dir: str, sz: Sizes, extra: Sequence[st
         for m in members:
             params = jax.tree.map(lambda a, i=m["member"]: a[i], st.params)
             g = np.asarray(flat_grads(params))
-            s = K.empirical_batch_snr(g, sz.batch_sizes, sz.n_batches, seed=int(m["seed"]))
+            s = V.empirical_batch_snr(g, sz.batch_sizes, sz.n_batches, seed=int(m["seed"]))
             bs += list(sz.batch_sizes)
             snrs += s.tolist()
             seeds += [m["seed"]] * len(sz.batch_sizes)
@@ -479,6 +479,7 @@ CLAIMS = {
 
 def render(results: dict, rows, sections, fits, sz: Sizes, mode: str, argv, total_s: float) -> str:
     from ib_jax.report import claims as K
+    from ib_jax.report import verdicts as V
 
     try:
         commit = subprocess.run(
@@ -509,21 +510,21 @@ def render(results: dict, rows, sections, fits, sz: Sizes, mode: str, argv, tota
         "",
     ]
     out += K.verdict_table(rows)
-    out += ["", "Per claim, " + K.RULE_COMBINE + ":", ""]
+    out += ["", "Per claim, " + V.RULE_COMBINE + ":", ""]
     for c in range(1, 6):
         vs = [r.verdict for r in rows if r.claim == c]
         if vs:
-            v, counts = K.combine(vs)
+            v, counts = V.combine(vs)
             out.append(f"* claim {c}: **{v}** ({counts}) - {CLAIMS[c]}")
     out += [
         "",
         "## Rules",
         "",
-        f"* claims 1, 2 (directional): {K.RULE_DIRECTIONAL}.",
-        f"* claims 4, 5 (does the choice matter?): {K.RULE_DIFFERENCE}; margins ±{sz.margin_bits:g} bits for the layer-mean "
+        f"* claims 1, 2 (directional): {V.RULE_DIRECTIONAL}.",
+        f"* claims 4, 5 (does the choice matter?): {V.RULE_DIFFERENCE}; margins ±{sz.margin_bits:g} bits for the layer-mean "
         f"I(X;T), ±{sz.margin_gap:g} nats for the gap. Claim 5 makes one comparison per schedule, each at "
         "1 - 0.05/k confidence (Bonferroni over its k schedule comparisons).",
-        f"* claim 3 (about linear): {K.RULE_BAND}; band [{sz.band[0]:g}, {sz.band[1]:g}] for the log-log slope.",
+        f"* claim 3 (about linear): {V.RULE_BAND}; band [{sz.band[0]:g}, {sz.band[1]:g}] for the log-log slope.",
         "* Intervals: Student t over seeds (paired t for differences of members with the same seed: same initialization and "
         "data order); claim 2's slope: least squares with one intercept per seed, t with n - seeds - 1 degrees of freedom.",
         "* Layer mean: I(X;T) averaged over the layers every compared member measured (finite); per-layer values in the details.",
@@ -539,7 +540,7 @@ def render(results: dict, rows, sections, fits, sz: Sizes, mode: str, argv, tota
             continue
         out += [f"## Claim {c}", "", CLAIMS[c], ""]
         for r in rs:
-            mean, iv = K.format_effect(r.effect)
+            mean, iv = V.format_effect(r.effect)
             out += [
                 f"### {r.route}: {r.measure}",
                 "",
@@ -553,7 +554,7 @@ def render(results: dict, rows, sections, fits, sz: Sizes, mode: str, argv, tota
                 [
                     "### Fitting and compression per layer, without injected noise",
                     "",
-                    "From each job's I(X;T) trajectory (ib_jax.summary.trajectory_flags): compresses = the paired 95% t-interval "
+                    "From each job's I(X;T) trajectory (ib_jax.report.summary.trajectory_flags): compresses = the paired 95% t-interval "
                     "of I(X;T) at the end minus at the peak evaluation (where the mean over members is highest) lies below 0; "
                     "fits = the paired 95% t-interval of I(T;Y) at the end minus at the start lies above 0. The peak is chosen "
                     "on the same members, which favours finding compression.",

@@ -16,7 +16,7 @@ Policies (:func:`reduce_features`):
   of the seed (and of the layer index in :func:`reduce_hidden`); all D units when D <= max_units.
 * ``"channel_mean"``: mean over the spatial positions of each channel of a conv feature map,
   ``r(T)_c = (1 / S) sum_s T_{s, c}``, giving ``(n, C)``; a flat ``(n, S * C)`` row must be
-  channel-last (channel index fastest, as :mod:`ib_jax.convnets` flattens) and ``channels=C`` is
+  channel-last (channel index fastest, as :mod:`ib_jax.models.cnn2d` flattens) and ``channels=C`` is
   given. If ``C > max_units`` a fixed random subset of ``max_units`` channels follows. A layer
   without channels (``channels=None``, a dense layer) falls back to ``"random_units"``.
 

@@ -307,7 +307,7 @@ def read_jsonl(path: str, *, repair: bool = True, null: Any = None, allow_consta
     A last line is torn when it lacks its newline or is not valid JSON. With
     ``repair=True`` the file is truncated back to the end of the last complete
     valid line (when rows are appended before the checkpoint that covers them
-    is saved, as in :mod:`ib_jax.experiment`, a torn append belongs to a chunk
+    is saved, as in :mod:`ib_jax.job.run`, a torn append belongs to a chunk
     the relaunch computes again, so nothing is lost); with ``repair=False``
     the file is left unchanged and the torn line skipped. A bad line that is
     not the last raises ``ValueError`` (corruption; nothing is changed).

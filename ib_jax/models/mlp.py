@@ -1,13 +1,8 @@
 """The fully connected network (``model.kind=mlp``): widths of the hidden layers, then a linear read-out.
 
-``model.apply(variables, x, train=...)`` returns ``(logits, hidden)`` with
-``hidden`` a tuple of ``(n, d_l)`` arrays, one per hidden layer, taken after
-the nonlinearity (and after batch norm, before dropout): the T's the
-estimators measure. Returning them explicitly keeps the jitted core
-functional (no ``sow``/mutable collections except batch-norm statistics).
-
-We use Flax Linen: ``init``/``apply`` are pure functions of parameter pytrees,
-which is what a vmapped population over seeds needs (``jax.vmap(model.init)``).
+The only model with ``model.layer_noise`` (Goldfeld et al. 2019's noisy network) and
+``model.quantize_bits`` (Lorenzen et al. 2022's k-bit activations). Returns ``(logits, hidden)``
+as every model of :mod:`ib_jax.models` does.
 """
 
 from __future__ import annotations

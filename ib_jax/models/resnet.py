@@ -1,22 +1,8 @@
 """CIFAR ResNet-20 (``model.kind=resnet20``; options ``model.resnet.*``), He et al. 2016.
 
-Image models (Flax Linen) that return ``(logits, hidden)`` like :mod:`ib_jax.models.mlp`.
-
-``model.apply(variables, x, train=...)`` returns the logits ``(n, n_classes)`` and ``hidden``, a
-tuple of ``(n, d_l)`` arrays: each block's output after its nonlinearity (and after batch norm and
-pooling where the block has them, before dropout), flattened channel-last, so a conv map
-``(n, H, W, C)`` becomes ``(n, H * W * C)`` with the channel index fastest. ``hidden_channels()``
-gives ``C`` per entry (``None`` for dense layers), which per-channel pooling of wide layers needs
-(:func:`ib_jax.estimators.layer_features.reduce_features` with ``policy="channel_mean"``).
-
-Inputs are ``(n, H, W, C)`` images; ``(n, H, W)`` gets a channel axis, and flat ``(n, H*W*C)`` rows
-are reshaped with ``input_shape``.
-
-The fully connected MNIST network of Shwartz-Ziv & Tishby (2017), 784-1024-20-20-20-10, is
-:class:`ib_jax.models.mlp.MLP` with ``widths=(1024, 20, 20, 20)`` (it flattens images itself).
-
-Randomness: parameters from the ``params`` key of ``init``; dropout draws from the ``dropout``
-rng of ``apply`` (``rngs={"dropout": key}``), so a fixed key gives the same mask.
+Returns ``(logits, hidden)`` with the conventions of :mod:`ib_jax.models.cnn2d` (hidden maps
+flattened channel-last, ``hidden_channels()`` for per-channel pooling, dropout from the ``dropout``
+rng): the stem, every block's output (or every stage's, ``record=stages``), and the pooled vector.
 """
 
 from __future__ import annotations
@@ -55,7 +41,7 @@ class ResNet20(nn.Module):
     ``1 + 3 * blocks_per_stage + 1`` entries. With ``record="stages"``: each stage's last block
     and the pooled vector (4 entries). Conv outputs are flattened channel-last; on 32x32 inputs
     stage 1 entries are ``(n, 32 * 32 * 16 * width)``, so wide-layer estimators need a reduction
-    (:mod:`ib_jax.layer_features`).
+    (:mod:`ib_jax.estimators.layer_features`).
 
     Dropout (rate ``dropout``) is applied to each block's output before the next block, and to
     the pooled vector before the read-out; batch norm uses batch statistics when ``train`` and

@@ -26,7 +26,7 @@ def fixed(sigma: optax.ScalarOrSchedule, key: Any) -> optax.GradientTransformati
     """Noise of absolute standard deviation sigma: xi ~ N(0, sigma^2 I).
 
     The Langevin / ``optax.add_noise`` family: the noise does not scale with g.
-    With ``sigma = ib_jax.schedules.anneal(eta, gamma)`` it reproduces
+    With ``sigma = ib_jax.noise.schedules.anneal(eta, gamma)`` it reproduces
     ``optax.add_noise(eta, gamma, key)`` exactly (same key use, same draws).
     ``sigma = 0`` adds nothing.
     """

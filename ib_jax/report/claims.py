@@ -3,8 +3,8 @@
 Pure host-side functions (numpy, scipy) over what jobs write: the per-member dicts of
 ``summary.json`` (``final/...``, ``matched/...``, the seed, the noise level under its
 ``level_name``). ``scripts/claims.py`` runs the sweeps and renders the report with them. The
-effects and the verdict rules (:data:`RULE_DIRECTIONAL` and the others) are
-:mod:`ib_jax.report.verdicts`, re-exported here.
+effects and the verdict rules (``RULE_DIRECTIONAL`` and the others) are
+:mod:`ib_jax.report.verdicts`.
 """
 
 from __future__ import annotations
@@ -17,23 +17,18 @@ import numpy as np
 
 from ib_jax.report.summary import interval_cell, paired_cell, reference_level, trajectory_flags
 from ib_jax.report.verdicts import (
-    CONTRADICTED,
     INCONCLUSIVE,
     RULE_BAND,
-    RULE_COMBINE,
     RULE_DIFFERENCE,
     RULE_DIRECTIONAL,
-    SUPPORTED,
     Effect,
     _get,
     _nan_effect,
     band_verdict,
-    combine,
     common_layers,
     cross_job_pairs,
     difference_verdict,
     directional_verdict,
-    empirical_batch_snr,
     format_effect,
     group_slopes,
     layer_mean,
@@ -45,29 +40,6 @@ from ib_jax.report.verdicts import (
 )
 
 __all__ = [
-    "SUPPORTED",
-    "CONTRADICTED",
-    "INCONCLUSIVE",
-    "RULE_DIRECTIONAL",
-    "RULE_DIFFERENCE",
-    "RULE_BAND",
-    "RULE_COMBINE",
-    "Effect",
-    "directional_verdict",
-    "difference_verdict",
-    "band_verdict",
-    "combine",
-    "paired_effect",
-    "mean_effect",
-    "within_seed_slope",
-    "group_slopes",
-    "empirical_batch_snr",
-    "strongest_level",
-    "common_layers",
-    "layer_mean",
-    "paired_levels",
-    "cross_job_pairs",
-    "format_effect",
     "Route",
     "Row",
     "layers_of",
@@ -297,7 +269,7 @@ def fits_and_compresses(
     members: Sequence[dict], level_name: str, level: float, estimator: str, ty_estimator: str | None = None
 ) -> list[str]:
     """Markdown lines: per layer, whether I(X;T) of ``estimator`` compresses and I(T;Y) fits at
-    ``level`` (:func:`ib_jax.summary.trajectory_flags`), from the summaries' trajectory keys."""
+    ``level`` (:func:`ib_jax.report.summary.trajectory_flags`), from the summaries' trajectory keys."""
     ss = [m for m in members if float(m[level_name]) == level and not m.get("diverged")]
     ty = ty_estimator or estimator
     out = [

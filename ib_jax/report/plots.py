@@ -73,7 +73,7 @@ def information_planes(
     """One PNG per noise level: I(X;T) vs I(T;Y) of every layer, coloured by step (mean over seeds).
 
     ``frontier``: optional ``(i_xt, i_ty)`` arrays in bits, the exact information-bottleneck
-    bound of the data set (:func:`ib_jax.summary.ib_frontier_for`), drawn as a dashed curve
+    bound of the data set (:func:`ib_jax.report.summary.ib_frontier_for`), drawn as a dashed curve
     labelled "IB bound": no layer's true (I(X;T), I(T;Y)) lies above it.
     """
     ix, iy = metrics.get(f"{estimator}/i_xt"), metrics.get(f"{estimator}/i_ty")

@@ -1,7 +1,7 @@
 """Per-member summaries and the job's markdown tables, every mean over seeds with its interval.
 
 What a job reports (:func:`summary_table`), each number a mean over seeds with its 95%
-Student-t interval over seeds (:func:`ib_jax.stats.t_interval`: mean +- t_{0.975, n-1}
+Student-t interval over seeds (:func:`ib_jax.report.stats.t_interval`: mean +- t_{0.975, n-1}
 s / sqrt(n), s the sample standard deviation; with one seed no interval exists and the cell
 says ``n=1``):
 
@@ -10,7 +10,7 @@ says ``n=1``):
 * the **paired difference** of each level against the reference level
   (:func:`reference_level`: the noiseless level ``inf`` for SNR kinds, ``0`` for sigma / p
   kinds, else the first level): members with the same seed are paired, and the mean of
-  their differences gets a paired-t interval and p-value (:func:`ib_jax.stats.paired_difference`).
+  their differences gets a paired-t interval and p-value (:func:`ib_jax.report.stats.paired_difference`).
   Two levels are compared this way, not by two overlapping intervals of their means: pairing
   removes the seed-to-seed variance the levels share (same initialization, same data order);
 * per information estimator with an I(X;T): the trajectory of I(X;T) per layer (start, peak,

@@ -7,15 +7,7 @@ and the learning rate. One compiled program trains all of them: the per-member s
 points, evaluation points (:mod:`ib_jax.train.evaluation`) under ``lax.scan``; the member axis
 is sharded over every available device.
 
-Quick start::
-
-    from ib_jax import config, data, train
-    cfg = config.Config(noise=config.NoiseConf(kind="isotropic"), steps=2000)
-    ds = data.tishby12()
-    pop = train.population_grid(seeds=[0, 1, 2], levels=[float("inf"), 10.0, 1.0])
-    res = train.train_population(cfg, ds, pop)
-    res.metrics["gap_loss"]            # (P, n_evals)
-    res.metrics["binning/h_x_given_t"] # (P, n_evals, n_layers)
+Quick start: :mod:`ib_jax.train`.
 
 Mini-batches are drawn i.i.d. (with replacement) from a per-member key folded with the step
 number: the setting in which SGD's SNR_B = B ||G||^2 / tr(Sigma) holds exactly, and a run

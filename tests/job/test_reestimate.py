@@ -1,4 +1,4 @@
-"""Re-estimation from snapshots (ib_jax/reestimate.py, scripts/reestimate.py).
+"""Re-estimation from snapshots (ib_jax/job/reestimate.py, scripts/reestimate.py).
 
 One tiny job (tishby12, the 12-10-7-5-4-3-2 tanh net, 20 steps, 4 evaluations, 2 members:
 SNR inf and 1) is trained once per module with snapshots; every test re-estimates from it.

@@ -19,6 +19,7 @@ from scipy import stats as st
 from ib_jax import data
 from ib_jax.report import claims as K
 from ib_jax.report import summary as S
+from ib_jax.report import verdicts as V
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAYERS = ["h1", "h2", "output"]
@@ -63,68 +64,68 @@ ROUTE = K.Route("binning", "binning", "i_xt")
 
 
 def E(mean, lo, hi, n=5):
-    return K.Effect(mean, lo, hi, n, 0.01)
+    return V.Effect(mean, lo, hi, n, 0.01)
 
 
 @pytest.mark.parametrize(
     "effect,direction,expected",
     [
-        (E(-1.0, -1.5, -0.5), -1, K.SUPPORTED),
-        (E(1.0, 0.5, 1.5), -1, K.CONTRADICTED),
-        (E(-0.1, -0.5, 0.3), -1, K.INCONCLUSIVE),
-        (E(1.0, 0.5, 1.5), +1, K.SUPPORTED),
-        (E(-1.0, -1.5, -0.5), +1, K.CONTRADICTED),
-        (K.Effect(-1.0, math.nan, math.nan, 1, math.nan), -1, K.INCONCLUSIVE),  # n=1: no interval, no verdict
+        (E(-1.0, -1.5, -0.5), -1, V.SUPPORTED),
+        (E(1.0, 0.5, 1.5), -1, V.CONTRADICTED),
+        (E(-0.1, -0.5, 0.3), -1, V.INCONCLUSIVE),
+        (E(1.0, 0.5, 1.5), +1, V.SUPPORTED),
+        (E(-1.0, -1.5, -0.5), +1, V.CONTRADICTED),
+        (V.Effect(-1.0, math.nan, math.nan, 1, math.nan), -1, V.INCONCLUSIVE),  # n=1: no interval, no verdict
     ],
 )
 def test_directional_rule(effect, direction, expected):
-    assert K.directional_verdict(effect, direction) == expected
+    assert V.directional_verdict(effect, direction) == expected
 
 
 @pytest.mark.parametrize(
     "effect,expected",
     [
-        (E(0.5, 0.2, 0.8), K.SUPPORTED),  # excludes 0: the choice matters
-        (E(-0.5, -0.8, -0.2), K.SUPPORTED),
-        (E(0.0, -0.05, 0.05), K.CONTRADICTED),  # inside +-0.1: no difference beyond the margin
-        (E(0.0, -0.3, 0.3), K.INCONCLUSIVE),  # contains 0 but wider than the margin
+        (E(0.5, 0.2, 0.8), V.SUPPORTED),  # excludes 0: the choice matters
+        (E(-0.5, -0.8, -0.2), V.SUPPORTED),
+        (E(0.0, -0.05, 0.05), V.CONTRADICTED),  # inside +-0.1: no difference beyond the margin
+        (E(0.0, -0.3, 0.3), V.INCONCLUSIVE),  # contains 0 but wider than the margin
     ],
 )
 def test_difference_rule(effect, expected):
-    assert K.difference_verdict(effect, 0.1) == expected
+    assert V.difference_verdict(effect, 0.1) == expected
 
 
 @pytest.mark.parametrize(
     "effect,expected",
     [
-        (E(1.0, 0.9, 1.1), K.SUPPORTED),
-        (E(0.3, 0.2, 0.4), K.CONTRADICTED),
-        (E(0.9, 0.6, 1.1), K.INCONCLUSIVE),
+        (E(1.0, 0.9, 1.1), V.SUPPORTED),
+        (E(0.3, 0.2, 0.4), V.CONTRADICTED),
+        (E(0.9, 0.6, 1.1), V.INCONCLUSIVE),
     ],
 )
 def test_band_rule(effect, expected):
-    assert K.band_verdict(effect, 0.8, 1.2) == expected
+    assert V.band_verdict(effect, 0.8, 1.2) == expected
 
 
 def test_combination_across_routes_needs_agreement():
-    assert K.combine([K.SUPPORTED] * 3)[0] == K.SUPPORTED
-    assert K.combine([K.CONTRADICTED] * 2)[0] == K.CONTRADICTED
-    v, counts = K.combine([K.SUPPORTED, K.SUPPORTED, K.INCONCLUSIVE])
-    assert v == K.INCONCLUSIVE and counts == "2 supported, 0 contradicted, 1 inconclusive"
-    assert K.combine([K.SUPPORTED, K.CONTRADICTED])[0] == K.INCONCLUSIVE
-    assert K.combine([])[0] == K.INCONCLUSIVE
+    assert V.combine([V.SUPPORTED] * 3)[0] == V.SUPPORTED
+    assert V.combine([V.CONTRADICTED] * 2)[0] == V.CONTRADICTED
+    v, counts = V.combine([V.SUPPORTED, V.SUPPORTED, V.INCONCLUSIVE])
+    assert v == V.INCONCLUSIVE and counts == "2 supported, 0 contradicted, 1 inconclusive"
+    assert V.combine([V.SUPPORTED, V.CONTRADICTED])[0] == V.INCONCLUSIVE
+    assert V.combine([])[0] == V.INCONCLUSIVE
     with pytest.raises(ValueError, match="verdicts"):
-        K.combine(["maybe"])
+        V.combine(["maybe"])
     with pytest.raises(ValueError, match="direction"):
-        K.directional_verdict(E(0, -1, 1), 0)
+        V.directional_verdict(E(0, -1, 1), 0)
     with pytest.raises(ValueError, match="margin"):
-        K.difference_verdict(E(0, -1, 1), 0.0)
+        V.difference_verdict(E(0, -1, 1), 0.0)
 
 
 # ------------------------------------------------------ verdicts on synthetic summaries
 
 
-@pytest.mark.parametrize("effect_bits,expected", [(-1.0, K.SUPPORTED), (1.0, K.CONTRADICTED), (0.0, K.INCONCLUSIVE)])
+@pytest.mark.parametrize("effect_bits,expected", [(-1.0, V.SUPPORTED), (1.0, V.CONTRADICTED), (0.0, V.INCONCLUSIVE)])
 def test_claim1_verdict_from_summaries(effect_bits, expected):
     # spread 0.05 bits per layer, 8 seeds: the paired layer-mean difference has sd 0.05*sqrt(2/3) ~ 0.04, so the
     # 95% half-width is ~ 2.36 * 0.04 / sqrt(8) ~ 0.035 bits: an effect of +-1 bit is ~30 half-widths from 0,
@@ -134,7 +135,7 @@ def test_claim1_verdict_from_summaries(effect_bits, expected):
     assert row.verdict == expected
     assert row.effect.n == 8
     assert abs(row.effect.mean - effect_bits) < 0.05
-    if expected == K.INCONCLUSIVE:
+    if expected == V.INCONCLUSIVE:
         assert row.effect.lo < 0 < row.effect.hi
     assert "snr=0.1 - inf" in row.measure
     assert any(line.startswith("| h1 |") for line in row.detail)  # per-layer detail
@@ -142,9 +143,9 @@ def test_claim1_verdict_from_summaries(effect_bits, expected):
 
 def test_paired_effect_is_the_paired_t_test():
     ms = members(-0.3, spread=0.4, rng=3)
-    a, b, seeds = K.paired_levels(ms, "snr", 0.1, math.inf, "matched/binning/i_xt/h2")
+    a, b, seeds = V.paired_levels(ms, "snr", 0.1, math.inf, "matched/binning/i_xt/h2")
     assert seeds == list(range(8))
-    e = K.paired_effect(a, b)
+    e = V.paired_effect(a, b)
     t = st.ttest_rel(a, b)
     assert e.p_value == pytest.approx(t.pvalue, rel=1e-9)
     d = a - b
@@ -157,11 +158,11 @@ def test_paired_effect_is_the_paired_t_test():
 def test_claim2_slope_verdicts():
     # gap = 0.05 * I(X;T) + seed term: the within-seed slope is 0.05 exactly up to the gap noise (sd 0.002)
     up = K.claim2(members(-1.0, gap_per_bit=0.05, gap_noise=0.002, levels=(math.inf, 1.0, 0.1)), "snr", ROUTE)
-    assert up.verdict == K.SUPPORTED and up.effect.mean == pytest.approx(0.05, abs=0.005)
+    assert up.verdict == V.SUPPORTED and up.effect.mean == pytest.approx(0.05, abs=0.005)
     down = K.claim2(members(-1.0, gap_per_bit=-0.05, gap_noise=0.002, levels=(math.inf, 1.0, 0.1)), "snr", ROUTE)
-    assert down.verdict == K.CONTRADICTED
+    assert down.verdict == V.CONTRADICTED
     flat = K.claim2(members(-1.0, gap_per_bit=0.0, gap_noise=0.01, levels=(math.inf, 1.0, 0.1)), "snr", ROUTE)
-    assert flat.effect.lo < 0 < flat.effect.hi and flat.verdict == K.INCONCLUSIVE
+    assert flat.effect.lo < 0 < flat.effect.hi and flat.verdict == V.INCONCLUSIVE
 
 
 def test_within_seed_slope_matches_least_squares_with_seed_intercepts():
@@ -169,7 +170,7 @@ def test_within_seed_slope_matches_least_squares_with_seed_intercepts():
     g = np.repeat(np.arange(5), 4)
     x = r.normal(size=20)
     y = 1.5 * x + 3.0 * g + r.normal(scale=0.3, size=20)
-    e = K.within_seed_slope(x, y, g)
+    e = V.within_seed_slope(x, y, g)
     # the same model as one regression on x plus one dummy per seed
     X = np.column_stack([x] + [(g == k).astype(float) for k in range(5)])
     coef, res, *_ = np.linalg.lstsq(X, y, rcond=None)
@@ -178,10 +179,10 @@ def test_within_seed_slope_matches_least_squares_with_seed_intercepts():
     q = st.t.ppf(0.975, df)
     assert e.mean == pytest.approx(coef[0], rel=1e-9)
     assert (e.lo, e.hi) == pytest.approx((coef[0] - q * se, coef[0] + q * se), rel=1e-9)
-    assert not K.within_seed_slope(x[:6], y[:6], np.arange(6)).has_interval  # one point per seed: no residual df
+    assert not V.within_seed_slope(x[:6], y[:6], np.arange(6)).has_interval  # one point per seed: no residual df
 
 
-@pytest.mark.parametrize("shift,expected", [(0.0, K.CONTRADICTED), (0.5, K.SUPPORTED)])
+@pytest.mark.parametrize("shift,expected", [(0.0, V.CONTRADICTED), (0.5, V.SUPPORTED)])
 def test_compare_jobs_claims_4_and_5(shift, expected):
     # same seeds, b's I(X;T) = a's + shift (+ independent draws of sd 0.01): shift 0 lies inside the +-0.1 margin
     # (half-width ~ 2.36 * 0.01 * sqrt(2/3) / sqrt(8) ~ 0.007), shift 0.5 excludes 0
@@ -200,18 +201,18 @@ def test_batch_snr_slope_and_sampled_batches():
     seeds = np.repeat(np.arange(4), 3)
     lin = [b * (1 + 0.01 * s) for b, s in zip(bs, seeds)]
     exact = K.batch_snr_slope(bs, lin, seeds, "r")
-    assert exact.effect.mean == pytest.approx(1.0) and exact.verdict == K.SUPPORTED  # every seed's slope is 1
+    assert exact.effect.mean == pytest.approx(1.0) and exact.verdict == V.SUPPORTED  # every seed's slope is 1
     noisy_lin = [v * np.exp(0.02 * ((i * 7) % 5 - 2)) for i, v in enumerate(lin)]
-    assert K.batch_snr_slope(bs, noisy_lin, seeds, "r").verdict == K.SUPPORTED
+    assert K.batch_snr_slope(bs, noisy_lin, seeds, "r").verdict == V.SUPPORTED
     flat = [1.0 * np.exp(0.02 * ((i * 3) % 5 - 2)) for i in range(len(bs))]
-    assert K.batch_snr_slope(bs, flat, seeds, "r").verdict == K.CONTRADICTED
+    assert K.batch_snr_slope(bs, flat, seeds, "r").verdict == V.CONTRADICTED
 
 
 def test_zero_spread_effect_has_a_degenerate_interval():
     # every seed's slope is exactly 1: the interval is [1, 1], inside the band (so supported)
-    e = K.mean_effect([1.0, 1.0, 1.0], null=1.0)
+    e = V.mean_effect([1.0, 1.0, 1.0], null=1.0)
     assert (e.lo, e.hi, e.p_value) == (1.0, 1.0, 1.0)
-    assert K.band_verdict(e, 0.8, 1.2) == K.SUPPORTED
+    assert V.band_verdict(e, 0.8, 1.2) == V.SUPPORTED
 
 
 def test_empirical_batch_snr_follows_the_formula():
@@ -223,10 +224,10 @@ def test_empirical_batch_snr_follows_the_formula():
     mean = g.mean(0)
     tr = np.mean(np.sum((g - mean) ** 2, axis=1))
     bs = [4, 32, 256]
-    emp = K.empirical_batch_snr(g, bs, 4000, seed=1)
+    emp = V.empirical_batch_snr(g, bs, 4000, seed=1)
     np.testing.assert_allclose(emp, np.array(bs) * (mean @ mean) / tr, rtol=0.11)
     with pytest.raises(ValueError, match="per_example"):
-        K.empirical_batch_snr(g[0], bs, 10)
+        V.empirical_batch_snr(g[0], bs, 10)
 
 
 # ------------------------------------------------------------------ the job table
@@ -245,8 +246,8 @@ def test_table_reports_t_intervals_and_paired_differences():
     # the paired-difference section: level 0.1 vs reference inf, with its p-value
     section = table.split("paired difference vs reference snr=inf")[1]
     row = next(line for line in section.splitlines() if line.startswith("| 0.1 |"))
-    a, b, _ = K.paired_levels(ms, "snr", 0.1, math.inf, "final/binning/h_x_given_t/h2")
-    d = K.paired_effect(a, b)
+    a, b, _ = V.paired_levels(ms, "snr", 0.1, math.inf, "final/binning/h_x_given_t/h2")
+    d = V.paired_effect(a, b)
     assert f"{d.mean:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}] p={d.p_value:.2g}" in row
     assert row.split("|")[2].strip() == "4"  # pairs
     # one seed: no interval, said so
@@ -260,8 +261,8 @@ def test_reference_level_rule():
     assert S.reference_level([0.1, 0.0, 0.3], "p") == 0.0
     assert S.reference_level([0.5, 0.0], "sigma") == 0.0
     assert S.reference_level([10.0, 1.0], "snr") == 10.0  # no noiseless level: the first
-    assert K.strongest_level([math.inf, 10.0, 0.1], "snr") == 0.1
-    assert K.strongest_level([0.0, 0.1, 0.3], "p") == 0.3
+    assert V.strongest_level([math.inf, 10.0, 0.1], "snr") == 0.1
+    assert V.strongest_level([0.0, 0.1, 0.3], "p") == 0.3
 
 
 def test_level_statistics_for_summary_json():
