@@ -45,6 +45,13 @@ def main(cfg: DictConfig) -> None:
     except (ConfigError, JobLocked) as e:  # refused before any compute: the message says it all
         print(f"[ib-jax] error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as e:
+        if e.filename is None:
+            raise  # not a failed file operation: keep the traceback
+        # a full disk, a file-size limit, a read-only or unwritable directory: one line naming the path;
+        # the records already written are intact (every write is atomic or rolled back)
+        print(f"[ib-jax] error: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -29,12 +29,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ib_jax import config as C  # noqa: E402
 from ib_jax.job.records import loads_strict  # noqa: E402
 from ib_jax.report import plots  # noqa: E402  (sets the Agg backend)
 from ib_jax.report.stats import paired_difference, t_interval  # noqa: E402
 from ib_jax.report.summary import paired_by_seed, reference_level  # noqa: E402
 
-EXCLUDE = ("hydra.", "logger.", "seeds=", "seed=")
+# a setting is the job's overrides less the result-neutral ones (ib_jax.config.RESULT_NEUTRAL_KEYS) and
+# the seeds, which aggregation pools
+POOLED = ("seeds", "seed")
 
 
 def find_jobs(roots):
@@ -105,7 +108,7 @@ def setting_of(job_dir):
 
     with open(path) as f:
         overrides = yaml.safe_load(f) or []
-    kept = [o for o in overrides if not o.startswith(EXCLUDE)]
+    kept = [o for o in overrides if not (C.is_result_neutral(o.split("=", 1)[0]) or o.split("=", 1)[0].lstrip("+~") in POOLED)]
     return ",".join(kept) or "defaults"
 
 
@@ -119,11 +122,21 @@ def level_of(member):
 def aggregate(roots, estimator="binning"):
     rows, layers_all = [], []
     for job in unique_settings(find_jobs(roots)):
-        with open(os.path.join(job, "summary.json")) as f:
-            summary = loads_strict(f.read())  # strict JSON: the level "inf" comes back as a float
+        path = os.path.join(job, "summary.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                summary = loads_strict(f.read())  # strict JSON: the level "inf" comes back as a float
+            members = summary["members"]
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a truncated or foreign file: say which, go on
+            print(
+                f"aggregate: warning: skipping {path}: unreadable ({type(e).__name__}: {e}); relaunch the job's command to rebuild "
+                "it from its metrics.jsonl",
+                file=sys.stderr,
+            )
+            continue
         setting = setting_of(job)
         by_level = {}
-        for m in summary["members"]:
+        for m in members:
             name, lv = level_of(m)
             by_level.setdefault((name, lv), []).append(m)
         # each level is compared with the job's reference level (no noise) by the paired difference of same-seed members
@@ -273,6 +286,8 @@ def main(argv=None):
     p.add_argument("--estimator", default="binning")
     args = p.parse_args(argv)
     rows, layers = aggregate(args.dirs, args.estimator)
+    if not rows:
+        raise SystemExit(f"aggregate: no readable summary.json below {args.dirs} (see the warnings above)")
     out = args.out or args.dirs[0]
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "aggregate.csv"), "w", newline="") as f:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -263,3 +264,18 @@ def test_the_readme_plugin_example_runs(tmp_path, monkeypatch):
         R.NOISE.unregister("signflip")
         R.ESTIMATORS.unregister("mean_abs")
         sys.modules.pop("my_lab_readme", None)
+
+
+def test_every_integer_key_has_a_range_and_it_is_enforced():
+    assert set(C.int_keys()) == set(C.INT_RANGES)  # a new int key must come with its range
+    C.check_int_ranges(C.Config())  # the defaults are in range
+    for key, (lo, hi) in C.INT_RANGES.items():
+        group, *rest = key.split(".")
+        for bad in (lo - 1, hi + 1):
+            value = (bad,) if key in ("model.widths", "model.conv.channels", "model.conv.dense") else bad
+            node = {rest[-1]: value} if rest else value
+            for part in reversed(rest[:-1]):
+                node = {part: node}
+            cfg = C.from_hydra({group: node} if rest else {key: value})
+            with pytest.raises(ValueError, match=rf"^{re.escape(key)} must be an integer in \[{lo}, {hi}\]"):
+                C.check_int_ranges(cfg)

@@ -16,7 +16,19 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["Dataset", "DatasetEntry", "split", "check_labels", "information_subset", "default_cache_dir", "validate_arrays", "cache_dir_of"]
+MAX_CLASSES = 1 << 16  # the estimators count labels in 16 bits (binning, exact: n_classes <= 65536)
+
+__all__ = [
+    "MAX_CLASSES",
+    "Dataset",
+    "DatasetEntry",
+    "split",
+    "check_labels",
+    "information_subset",
+    "default_cache_dir",
+    "validate_arrays",
+    "cache_dir_of",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,13 +70,16 @@ def _validate(x: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.
         raise ValueError(f"{where}: y must have shape (n,), got {y.shape}")
     if len(x) != len(y):
         raise ValueError(f"{where}: x has {len(x)} rows but y has {len(y)}")
-    if not np.issubdtype(y.dtype, np.integer):
-        if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-            y = y.astype(np.int64)
-        else:
-            raise ValueError(f"{where}: labels y must be integers, got dtype {y.dtype}")
-    if y.min(initial=0) < 0:
-        raise ValueError(f"{where}: labels must be >= 0, got min {y.min()}")
+    if not np.issubdtype(y.dtype, np.integer) and not (
+        np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+    ):
+        raise ValueError(f"{where}: labels y must be integers, got dtype {y.dtype}")
+    # class indices in range before any cast (int32 would wrap 2**32 to 0) and before anything is
+    # sized by a label value (n_classes = max + 1)
+    lo, hi = (y.min(), y.max()) if y.size else (0, 0)
+    if lo < 0 or hi >= MAX_CLASSES:
+        raise ValueError(f"{where}: labels must be class indices in [0, {MAX_CLASSES - 1}], got min {lo} and max {hi}")
+    y = y.astype(np.int64)
     if not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"{where}: features must be numeric, got dtype {x.dtype}")
     bad = ~np.isfinite(x.astype(np.float64))

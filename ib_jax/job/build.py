@@ -16,8 +16,9 @@ from typing import Any
 from ib_jax import data as D
 from ib_jax import models as M
 from ib_jax import registry as R
-from ib_jax.config import Config, from_hydra, safe_name
+from ib_jax.config import Config, check_int_ranges, from_hydra, safe_name
 from ib_jax.estimators.layer_features import POLICIES
+from ib_jax.job.memory import check_fits
 from ib_jax.noise import schedules as S
 from ib_jax.noise.kinds import NoiseKind
 from ib_jax.train import optimizers as O
@@ -42,6 +43,7 @@ class Built:
 
 def _check_top_level(c: Config) -> None:
     safe_name(c.name)
+    check_int_ranges(c)  # every integer key within its range, before anything is sized by one
     for key, v, lo in (("seeds", c.seeds, 1), ("steps", c.steps, 1), ("n_evals", c.n_evals, 1), ("evals_per_chunk", c.evals_per_chunk, 1)):
         if v < lo:
             raise ValueError(f"{key} must be >= {lo}, got {v}")
@@ -123,4 +125,5 @@ def validate(cfg, *, load_data: bool = True) -> Built:
         if entry.check is not None:
             entry.check(c, n_info)
     population = population_grid([c.seed + i for i in range(c.seeds)], levels)
+    check_fits(c, dataset, population)  # before anything compiles: a population that cannot fit is refused with the numbers
     return Built(config=c, population=population, dataset=dataset, levels=levels, noise_kind=nk)

@@ -8,8 +8,10 @@ via :func:`restore_latest_intact`, which moves the unreadable ones aside).
 from __future__ import annotations
 
 import datetime
+import errno
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -46,6 +48,17 @@ def _restore_like(saved, like):
     )
 
 
+def _write_error(e: BaseException, path: str) -> OSError:
+    """The OS error behind a failed checkpoint write (``os_error_code`` in tensorstore's message), naming ``path``."""
+    if isinstance(e, OSError) and e.errno is not None:
+        code = e.errno
+    else:
+        m = re.search(r"os_error_code='?(\d+)", str(e))
+        code = int(m.group(1)) if m else errno.EIO
+    err = OSError(code, f"{os.strerror(code)} (writing a checkpoint: {type(e).__name__}: {str(e).splitlines()[0][:300]})", path)
+    return err
+
+
 class Checkpoints:
     """orbax CheckpointManager over the population state; step = evaluations done."""
 
@@ -62,8 +75,13 @@ class Checkpoints:
         return self.mngr.latest_step()
 
     def save(self, evals_done: int, states) -> None:
-        self.mngr.save(evals_done, args=self._ocp.args.StandardSave(_saveable(states)))
-        self.mngr.wait_until_finished()  # durable before the next metrics rows are written
+        """Save and wait (durable before the next metrics rows are written). A failed write raises
+        an ``OSError`` naming the checkpoint (orbax reports a full disk as a ``ValueError``)."""
+        try:
+            self.mngr.save(evals_done, args=self._ocp.args.StandardSave(_saveable(states)))
+            self.mngr.wait_until_finished()
+        except Exception as e:  # noqa: BLE001 - tensorstore/orbax wrap the OS error in their own types
+            raise _write_error(e, os.path.join(str(self.mngr.directory), str(evals_done))) from e
 
     def restore(self, evals_done: int, like):
         target = jax.tree.map(self._ocp.utils.to_shape_dtype_struct, _saveable(like))

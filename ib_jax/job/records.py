@@ -38,6 +38,7 @@ Orbax checkpoints and their fallback past a corrupted one: :mod:`ib_jax.job.chec
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fnmatch
 import hashlib
@@ -61,6 +62,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "append_jsonl",
+    "naming",
     "read_jsonl",
     "truncate_jsonl",
     "drop_keys",
@@ -204,6 +206,21 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def naming(path: str):
+    """Re-raise an ``OSError`` that does not name its file (a full disk, EFBIG from ``ulimit -f``,
+    a read-only file system) as the same error naming ``path``: every failed write says which."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        named = type(e)(e.errno, e.strerror or str(e), os.fspath(path))
+        for note in getattr(e, "__notes__", ()):
+            named.add_note(note)
+        raise named from e
+
+
 def atomic_write_text(path: str, text: str) -> None:
     """Write ``path`` so that readers see the old file or the new one, never a mix or a prefix.
 
@@ -214,20 +231,21 @@ def atomic_write_text(path: str, text: str) -> None:
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are meant to be read by others
-        os.replace(tmp, path)
-    except BaseException:
+    with naming(path):
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are meant to be read by others
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
     _fsync_dir(directory)
 
 
@@ -250,6 +268,11 @@ def append_jsonl(path: str, rows: Iterable[Any]) -> int:
     if not data:
         return 0
     created = not os.path.exists(path)
+    with naming(path):
+        return _append(path, data, created)
+
+
+def _append(path: str, data: bytes, created: bool) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         size = os.fstat(fd).st_size

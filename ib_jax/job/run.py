@@ -30,8 +30,10 @@ Guarantees (each tested by injecting the fault in a subprocess, tests/test_fault
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import shlex
 import time
 import warnings
 
@@ -51,7 +53,7 @@ from ib_jax.job.rows import metric_rows, read_metrics, rows_to_arrays
 from ib_jax.job.snapshots import save_snapshots
 from ib_jax.report import plots
 from ib_jax.report.summary import ib_frontier_for, level_statistics, summarize, summary_table
-from ib_jax.train import Trainer
+from ib_jax.train import Trainer, eval_steps
 
 __all__ = ["run", "setup_compilation_cache"]
 
@@ -104,6 +106,39 @@ def _has_results(out: str, metrics_path: str) -> bool:
     return os.path.exists(metrics_path) or os.path.exists(os.path.join(out, "summary.json")) or has_ckpt
 
 
+def _unresumable(out: str, metrics_path: str, c: Config) -> str | None:
+    """Why the job's records cannot be resumed, or None.
+
+    Resuming cuts ``metrics.jsonl`` back to the newest checkpoint, so rows without a checkpoint to
+    resume them would be dropped and retrained. That is right for the one chunk a kill can leave
+    between its rows and its checkpoint, and silent loss otherwise: when the checkpoints are gone
+    (deleted by a cleanup, a quota purge) or were never written (``checkpoint=false``), the launch
+    is refused, naming what is missing and how to start afresh. Rows missing while checkpoints
+    exist are refused too.
+    """
+    ck = os.path.join(out, "checkpoints")
+    has_ckpt = os.path.isdir(ck) and any(n.isdigit() for n in os.listdir(ck))
+    rows = R.read_jsonl(metrics_path, repair=False, null=math.nan) if os.path.exists(metrics_path) else []
+    fresh = f"To run the job again from scratch, move {out} aside or launch with hydra.run.dir=<new dir>."
+    if has_ckpt and not rows:
+        return (
+            f"{out}: checkpoints/ holds a checkpoint but metrics.jsonl is missing or empty: the record is incomplete, so "
+            f"nothing was started or changed. Restore {metrics_path}, or start afresh. {fresh}"
+        )
+    if not rows or (c.checkpoint and has_ckpt):
+        return None
+    recorded = len({r.get("eval") for r in rows})
+    chunk = min(c.evals_per_chunk, len(eval_steps(c.steps, c.n_evals, c.eval_schedule)))
+    if c.checkpoint and os.path.isdir(ck) and recorded <= chunk:
+        return None  # killed between the first chunk's rows and its checkpoint: cut back and retrained
+    why = "the job runs with checkpoint=false" if not c.checkpoint else f"{ck} is missing or holds no checkpoint"
+    return (
+        f"{out}: metrics.jsonl records {recorded} evaluations but there is no checkpoint to resume them from ({why}); "
+        f"relaunching would retrain from step 0 and replace the recorded rows, so nothing was started or changed. "
+        f"To keep the records, restore {ck}. {fresh}"
+    )
+
+
 def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
     """Run one job; return its summary (and write the files listed in the module docstring).
 
@@ -120,7 +155,10 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
     c = built.config
     hydra_dir, hydra_group, job_name = _hydra_output_dir()
     out = output_dir or c.paths.output_dir or hydra_dir or os.path.join("outputs", c.name)
-    os.makedirs(out, exist_ok=True)
+    with R.naming(out):
+        os.makedirs(out, exist_ok=True)
+    if not os.access(out, os.W_OK):  # a read-only mount or no permission: say so before the lock file fails
+        raise PermissionError(errno.EACCES, "the output directory is not writable (a read-only file system or no write permission)", out)
     metrics_path = os.path.join(out, "metrics.jsonl")
     job_cfg = to_dict(c)
     with JobLock(out) as lock:
@@ -129,6 +167,9 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
                 raise ValueError(
                     f"resume=false but {out} already holds results; choose another hydra.run.dir (results are never overwritten)"
                 )
+            problem = _unresumable(out, metrics_path, c) if c.resume else None
+            if problem:
+                raise ValueError(problem)
             fingerprint = R.record_or_check_config(
                 out, job_cfg, ignore_keys=RESULT_NEUTRAL_KEYS, defaults=to_dict(Config()), migrate=migrate
             )
@@ -303,7 +344,9 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
     for p in summary["plots"]:
         print(f"[ib-jax] plot: {p}")
     if summary["wandb_dir"]:
-        print(f"[ib-jax] wandb runs ({c.logger.mode}): {summary['wandb_dir']}  (upload: wandb sync {summary['wandb_dir']}/offline-run-*)")
+        print(
+            f"[ib-jax] wandb runs ({c.logger.mode}): {summary['wandb_dir']}  (upload: wandb sync {shlex.quote(summary['wandb_dir'])}/offline-run-*)"
+        )
     print(
         f"[ib-jax] wall time {summary['wall_time_s']:.1f} s: compile {compile_s:.1f} s"
         f" ({'persistent cache ' + cache_dir if cache_dir else 'no persistent cache'}), the rest data, training, evaluation and records"

@@ -13,6 +13,8 @@ import re
 import jax
 import numpy as np
 
+from ib_jax.job.records import naming
+
 __all__ = ["snapshot_path", "save_snapshots", "load_snapshot", "snapshot_evals"]
 
 _SNAP = re.compile(r"^eval_(\d{5,})\.npz$")
@@ -32,8 +34,9 @@ def save_snapshots(out: str, start: int, valid: int, snap) -> None:
         arrays = {jax.tree_util.keystr(path): np.asarray(leaf[e]) for path, leaf in leaves}
         path = snapshot_path(out, start + e)
         tmp = path + ".tmp.npz"
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        with naming(path):
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
 
 
 def load_snapshot(out: str, eval_index: int, like):

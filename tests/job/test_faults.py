@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import hashlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -369,7 +371,9 @@ def test_full_disk_during_a_metrics_append_leaves_no_torn_line(reference, base, 
         ).returncode
     stderr = (tmp_path / "full.err").read_text()
     assert rc != 0, stderr[-3000:]
-    assert "No space left on device" in stderr and "append_jsonl" in stderr, stderr[-3000:]
+    # One line naming the file being written, not a traceback (issue 20, point 7).
+    assert "No space left on device" in stderr and "metrics.jsonl" in stderr, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
     rows = metrics_rows(job_dir)  # complete lines only: the half-written append was cut back
     assert sorted({r["eval"] for r in rows}) == [0, 1, 2]
     assert checkpoint_steps(job_dir)[-1] == 3
@@ -761,3 +765,182 @@ def test_good_data_warns_about_nothing(tmp_path):
         warnings.simplefilter("always")
         validate(_npz_config(tmp_path / "d.npz"))
     assert not [w for w in caught if "dataset" in str(w.message)]
+
+
+# ------------------------------------------------------------------ second round (issue 20)
+
+
+def _cli(args, env, workdir, timeout=300, **kw):
+    return subprocess.run([sys.executable, TRAIN, *args], env=env, cwd=workdir, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def _copy_job(reference, tmp_path, name="job"):
+    job_dir = str(tmp_path / name)
+    shutil.copytree(reference["dir"], job_dir, symlinks=True)
+    return job_dir
+
+
+@pytest.mark.parametrize("damage", ["checkpoints deleted", "checkpoint=false"])
+def test_records_without_checkpoints_are_refused_not_replaced(reference, base, env, tmp_path, damage):
+    """1. A finished job whose checkpoints/ was deleted (or that ran without checkpoints), relaunched:
+    refused with status 2 naming what is missing and how to start afresh; every file as it was."""
+    job_dir = _copy_job(reference, tmp_path)
+    args = [*base, f"hydra.run.dir={job_dir}"]
+    if damage == "checkpoints deleted":
+        shutil.rmtree(os.path.join(job_dir, "checkpoints"))
+    else:
+        args.append("checkpoint=false")  # result-neutral: the recorded config matches
+        shutil.rmtree(os.path.join(job_dir, "checkpoints"))
+    before = tree_digest(job_dir)
+    out = _cli(args, env, tmp_path)
+    assert out.returncode == 2, out.stderr[-3000:]
+    msg = out.stderr
+    assert f"records {N_EVALS} evaluations but there is no checkpoint" in msg and "hydra.run.dir=<new dir>" in msg
+    assert ("checkpoint=false" in msg) == (damage == "checkpoint=false")
+    assert tree_digest(job_dir) == before  # rows kept, nothing retrained, no lock left behind
+    assert_same_metrics(job_dir, reference["rows"])
+
+
+def _npz(path, y):
+    np.savez(path, x=np.random.default_rng(0).normal(size=(len(y), 3)), y=np.asarray(y))
+
+
+@pytest.mark.parametrize("label", [2**32, 10**9, -1])
+def test_out_of_range_labels_are_refused_before_any_cast(env, tmp_path, label):
+    """2. Labels are class indices checked before the int32 cast (2**32 would wrap to 0) and before
+    anything is sized by a label value (10**9 classes would allocate gigabytes)."""
+    path = tmp_path / "d.npz"
+    _npz(path, [0, 1] * 20 + [label])
+    out = _cli(["dataset=npz", f"dataset.path={path}", "logger=none", f"hydra.run.dir={tmp_path / 'job'}"], env, tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "labels must be class indices in [0, 65535]" in out.stderr and str(path) in out.stderr
+    assert not (tmp_path / "job" / "metrics.jsonl").exists()
+
+
+def test_absurd_integers_are_refused_naming_the_key_and_limit(env, tmp_path):
+    """3. Every integer key has a range, checked in validation: nothing reaches numpy or XLA."""
+    for override, key in (
+        (f"steps={2**63}", "steps"),
+        (f"seeds={10**12}", "seeds"),
+        (f"n_evals={10**12}", "n_evals"),
+        (f"estimator.binning.n_bins={2**40}", "estimator.binning.n_bins"),
+        (f"estimator.sp.replicas={10**9}", "estimator.sp.replicas"),
+    ):
+        t0 = time.monotonic()
+        out = _cli([override, "logger=none", f"hydra.run.dir={tmp_path / key}"], env, tmp_path, timeout=120)
+        assert out.returncode == 2, (override, out.stderr[-2000:])
+        assert f"{key} must be an integer in [" in out.stderr, (override, out.stderr[-2000:])
+        assert time.monotonic() - t0 < 60 and not (tmp_path / key / "job_config.json").exists()
+
+
+def test_a_population_that_cannot_fit_is_refused_with_the_numbers(env, tmp_path):
+    """4. seeds=100000 model=wide_mlp: refused before compiling, with the estimate, the memory there
+    is and what to change (it used to compile, then wait at 0% CPU)."""
+    t0 = time.monotonic()
+    out = _cli(["seeds=100000", "model=wide_mlp", "logger=none", f"hydra.run.dir={tmp_path / 'job'}"], env, tmp_path, timeout=120)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "the population cannot fit: 400000 members" in out.stderr and "GiB" in out.stderr and "fewer members" in out.stderr
+    assert time.monotonic() - t0 < 90
+
+
+def test_aggregate_skips_a_truncated_summary_naming_it(reference, env, tmp_path):
+    """5. One truncated summary.json in a sweep: a warning naming the file, the others aggregated."""
+    sweep = tmp_path / "sweep"
+    good = _copy_job(reference, sweep, "good")
+    bad = _copy_job(reference, sweep, "bad")
+    os.remove(os.path.join(bad, "job_config.json"))  # another setting (identified by its overrides), so both are read
+    summary = os.path.join(bad, "summary.json")
+    with open(summary, "r+b") as f:
+        f.truncate(os.path.getsize(summary) // 2)
+    out = subprocess.run(
+        [sys.executable, AGGREGATE, str(sweep), "--out", str(tmp_path / "agg")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"skipping {summary}: unreadable (JSONDecodeError" in out.stderr and "Traceback" not in out.stderr
+    with open(tmp_path / "agg" / "aggregate.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and len({r["setting"] for r in rows}) == 1  # the good job's levels only
+    assert os.path.exists(os.path.join(good, "summary.json"))
+
+
+def test_the_wandb_sync_hint_works_pasted_for_a_path_with_spaces(base, env, tmp_path):
+    """6. The printed ``wandb sync`` command, run by a shell, reaches every member's offline run."""
+    job_dir = str(tmp_path / "a dir with spaces" / "job")
+    job = ok(run_job([*base, *WANDB, "steps=3", "n_evals=2", f"hydra.run.dir='{job_dir}'"], env, tmp_path, "spaces"))
+    hint = next(line for line in job.stdout.splitlines() if "(upload: wandb sync " in line)
+    command = hint.split("(upload: ", 1)[1].rsplit(")", 1)[0]
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "wandb").write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    (fake / "wandb").chmod(0o755)
+    shell = subprocess.run(["bash", "-c", command], env={**env, "PATH": f"{fake}:{env.get('PATH', '')}"}, capture_output=True, text=True)
+    args = shell.stdout.splitlines()
+    runs = sorted(glob.glob(os.path.join(glob.escape(job_dir), "wandb", "offline-run-*")))
+    assert args[0] == "sync" and sorted(args[1:]) == runs and len(runs) == N_MEMBERS, (command, shell.stdout, shell.stderr)
+
+
+_LOG_RECORD = re.compile(r"^(CRITICAL|ERROR|WARNING|INFO|DEBUG):[\w.]+:|^\[ib-jax\] ")
+
+
+def _uncaught_traceback(stderr: str) -> bool:
+    """Whether ``stderr`` holds a traceback that is not part of a logged record.
+
+    Orbax logs the failure of its own background write (with the traceback, through absl at ERROR
+    level) before ib-jax turns the error into its one line; that logged record is orbax's report,
+    not an exception escaping the program."""
+    record_open = False
+    for line in stderr.splitlines():
+        if _LOG_RECORD.match(line):
+            record_open = not line.startswith("[ib-jax]")
+        elif line.startswith("Traceback") and not record_open:
+            return True
+    return False
+
+
+def _fsize_limit(limit):
+    def apply():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_file_size_limit_names_the_file_and_tears_nothing(reference, base, env, tmp_path):
+    """7a. ``ulimit -f``-style limit (EFBIG, "File too large") mid-run: one line naming the file, no
+    torn record, and a relaunch without the limit finishes with the uninterrupted run's metrics."""
+    job_dir = str(tmp_path / "job")
+    args = [*base, "compile_cache=false", f"hydra.run.dir={job_dir}"]
+    # the job's own small files fit; metrics.jsonl outgrows the limit after a few evaluations
+    out = _cli(args, env, tmp_path, preexec_fn=_fsize_limit(12_000))
+    assert out.returncode == 1, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("[ib-jax] error: cannot write ") and "File too large" in last and job_dir in last, out.stderr[-3000:]
+    assert not _uncaught_traceback(out.stderr), out.stderr[-3000:]
+    rows = metrics_rows(job_dir)  # complete lines only
+    assert 0 < len({r["eval"] for r in rows}) < N_EVALS
+    ok(run_job(args, env, tmp_path, "unlimited"))
+    assert_same_metrics(job_dir, reference["rows"])
+
+
+def test_a_read_only_output_directory_is_one_line_naming_it(base, env, tmp_path):
+    """7b. A read-only output directory (a read-only mount: refused even to root): one line naming it."""
+    with tmpfs(tmp_path / "ro", "1m") as mnt:
+        job_dir = os.path.join(mnt, "job")
+        os.makedirs(job_dir)  # the directory exists (hydra creates a missing one itself), but cannot be written
+        remount = subprocess.run(["mount", "-o", "remount,ro", mnt], capture_output=True, text=True)
+        if remount.returncode != 0:
+            pytest.skip(f"cannot remount read-only here ({remount.stderr.strip()})")
+        out = _cli([*base, f"hydra.run.dir={job_dir}"], env, tmp_path)
+        assert out.returncode == 1, out.stderr[-3000:]
+        last = out.stderr.strip().splitlines()[-1]
+        assert (
+            last
+            == f"[ib-jax] error: cannot write {job_dir}: the output directory is not writable (a read-only file system or no write permission)"
+        ), out.stderr[-3000:]
+        assert "Traceback" not in out.stderr and os.listdir(job_dir) == []
