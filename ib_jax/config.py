@@ -141,6 +141,7 @@ class OptimizerConf:
     learning_rate: float = 1e-3
     momentum: Optional[float] = None  # used by optimizer=momentum only (required there)
     batch_size: int = 512  # 0: full batch
+    clip_norm: Optional[float] = None  # clip the mean gradient to this global L2 norm before the noise (the noisy-iterative bound's L)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,39 @@ class NoiseConf:
     preserve_norm: bool = False  # cone
     alpha: float = 1.5  # heavy_tailed: stability index in (0, 2]
     variant: str = "gaussian"  # multiplicative: gaussian | bernoulli
+    clip: float = 1.0  # dp_sgd: per-example L2 clipping norm C
+
+    def __post_init__(self):
+        _tuples(self)
+
+
+@dataclass(frozen=True)
+class PacBayesConf:
+    """``bounds.pac_bayes.*``: read by the ``pac_bayes`` bound."""
+
+    mc_draws: int = 8  # Monte-Carlo draws of the stochastic classifier per sigma
+    sigmas: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0)  # the posterior/prior std grid (paid for by a union bound)
+
+    def __post_init__(self):
+        _tuples(self)
+
+
+@dataclass(frozen=True)
+class DpConf:
+    """``bounds.dp.*``: read by the ``dp`` bound (``noise=dp_sgd``)."""
+
+    delta: float = 1e-5  # the delta of (epsilon, delta)-DP; must be < 1 / n_train
+
+
+@dataclass(frozen=True)
+class BoundsConf:
+    """``bounds.*``: generalization bounds logged beside the gap (``ib_jax.bounds``; ``BOUNDS``
+    registry). A listed bound whose assumptions the job does not meet is skipped with its reason."""
+
+    names: tuple[str, ...] = ("pac_bayes", "noisy_iterative", "dp")
+    delta: float = 0.05  # each high-probability bound holds with probability >= 1 - delta
+    pac_bayes: PacBayesConf = field(default_factory=PacBayesConf)
+    dp: DpConf = field(default_factory=DpConf)
 
     def __post_init__(self):
         _tuples(self)
@@ -281,6 +315,7 @@ class Config:
     noise: NoiseConf = field(default_factory=NoiseConf)
     schedule: ScheduleConf = field(default_factory=ScheduleConf)
     estimator: EstimatorConf = field(default_factory=EstimatorConf)
+    bounds: BoundsConf = field(default_factory=BoundsConf)
     logger: LoggerConf = field(default_factory=LoggerConf)
     paths: PathsConf = field(default_factory=PathsConf)
     plugins: tuple[str, ...] = ()  # user modules that register noise kinds, estimators, data sets...
@@ -511,6 +546,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "estimator.sp.replicas": (1, 1 << 16),
     "estimator.sp.n_mc": (1, 1 << 12),
     "estimator.sp.n": (2, 1 << 20),
+    "bounds.pac_bayes.mc_draws": (1, 1 << 12),
     "seeds": (1, 1 << 20),
     "seed": (0, SEED - (1 << 20)),  # seed + seeds - 1 stays a uint32
     "steps": (1, I32 - 1),

@@ -44,6 +44,7 @@ __all__ = [
     "MODELS",
     "SCHEDULES",
     "OPTIMIZERS",
+    "BOUNDS",
     "load_plugins",
     "plugins_from_argv",
     "ensure_builtins",
@@ -107,6 +108,7 @@ DATASETS = Registry("data set", "dataset.name")
 MODELS = Registry("model kind", "model.kind")
 SCHEDULES = Registry("schedule", "schedule.kind")
 OPTIMIZERS = Registry("optimizer", "optimizer.name")
+BOUNDS = Registry("bound", "bounds.names")
 
 
 def load_plugins(modules) -> list[str]:

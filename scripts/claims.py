@@ -71,7 +71,7 @@ MODES = {
         levels=(math.inf, 0.1),
         n_info=256,
         estimators=("binning", "binning_quantile", "knn", "kde"),
-        arms={"tanh": ("isotropic", "cone", "warmup"), "quantized": ("isotropic",)},
+        arms={"tanh": ("isotropic", "cone", "warmup", "fixed"), "quantized": ("isotropic",)},
         channel_n=64,
         channel_samples=4,
         quantize_bits=4,
@@ -92,7 +92,7 @@ MODES = {
         n_info=512,
         estimators=("binning", "binning_quantile", "knn", "kde", "channel"),
         arms={
-            "tanh": ("isotropic", "cone", "warmup", "anneal"),
+            "tanh": ("isotropic", "cone", "warmup", "anneal", "fixed", "dp_sgd"),
             "relu": ("isotropic",),
             "quantized": ("isotropic", "cone", "warmup", "anneal"),
             "noisy": ("isotropic", "cone"),
@@ -116,7 +116,11 @@ ARMS = {
     "cone": "cone (perpendicular) noise, constant SNR",
     "warmup": "isotropic noise warm-up: SNR x100 -> x1 over the first quarter (geometric), equal total noise",
     "anneal": "isotropic noise annealing: SNR x1 -> x100 over the run (geometric), equal total noise",
+    "fixed": "fixed Gaussian noise sigma in {0, 1, 3}, plain SGD with the gradient clipped to norm 1 (the bound routes of claim 2)",
+    "dp_sgd": "DP-SGD, noise multiplier in {0.5, 1, 4}, clip 1, plain SGD (the bound routes of claim 2)",
 }
+# the arms whose noise is not an SNR: their own level grid, replacing the SNR grid of the others
+ARM_LEVELS = {"fixed": "[0,1,3]", "dp_sgd": "[0.5,1,4]"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +148,6 @@ def plan(sz: Sizes) -> list[JobSpec]:
         "probe_size=0",
         "diagnostics=[]",
         f"estimator.n_info={sz.n_info}",
-        f"noise.snr={_levels(sz.levels)}",
     ]
     est = "[" + ",".join(sz.estimators) + "]"
     channel = (
@@ -181,11 +184,14 @@ def plan(sz: Sizes) -> list[JobSpec]:
             f"schedule.params.warmup_steps={sz.steps}",
             "schedule.normalize=total_noise",
         ],
+        "fixed": ["noise=fixed", "optimizer=sgd", "optimizer.learning_rate=0.3", "optimizer.clip_norm=1.0", "optimizer.batch_size=256"],
+        "dp_sgd": ["noise=dp_sgd", "optimizer=sgd", "optimizer.learning_rate=0.3", "optimizer.batch_size=256"],
     }
     jobs = []
     for network, network_arms in sz.arms.items():
         for arm in network_arms:
-            jobs.append(JobSpec(f"{network}_{arm}", network, arm, tuple(common + networks[network] + arms[arm])))
+            levels = [f"noise.snr={ARM_LEVELS.get(arm, _levels(sz.levels))}"]
+            jobs.append(JobSpec(f"{network}_{arm}", network, arm, tuple(common + levels + networks[network] + arms[arm])))
     for b in sz.batch_sizes:
         jobs.append(
             JobSpec(
@@ -372,6 +378,7 @@ def routes_for(network: str, members, sz: Sizes):
 
 def evaluate_claims(results: dict, sz: Sizes, direct: dict | None) -> tuple[list, dict, list[str]]:
     """All rows, per-claim detail sections, and the fits/compresses section."""
+    from ib_jax.report import bound_claims as BC
     from ib_jax.report import claims as K
     from ib_jax.report.summary import reference_level
 
@@ -395,6 +402,13 @@ def evaluate_claims(results: dict, sz: Sizes, direct: dict | None) -> tuple[list
         for route in routes_for(network, iso, sz):
             add(K.claim2(iso, level_name, route), [f"{network}_isotropic"])
         add(K.gap_difference(iso, level_name, _network_label(network, sz)), [f"{network}_isotropic"])
+        # claim 2 by the bound routes: every job of this network that recorded a bound
+        for arm in sz.arms[network]:
+            job = f"{network}_{arm}"
+            if job in results:
+                arm_level = results[job]["summary"].get("level_name", "snr")
+                for row in BC.bound_rows(members(job), arm_level, f"{_network_label(network, sz)}, {arm}"):
+                    add(row, [job])
         ref = reference_level([float(m[level_name]) for m in iso], level_name)
         for route in routes_for(network, iso, sz):
             ty = (

@@ -222,10 +222,11 @@ ALLOWED_FAMILY_IMPORTS = {
     "models": {"registry"},
     "noise": {"registry"},
     "estimators": {"registry", "models", "noise"},
-    "train": {"registry", "data", "models", "noise", "estimators"},
+    "bounds": {"registry", "noise"},
+    "train": {"registry", "data", "models", "noise", "estimators", "bounds"},
     "report": {"registry", "data", "estimators"},
-    "job": {"config", "registry", "data", "models", "noise", "estimators", "train", "report"},
-    "__init__": {"data", "estimators", "models", "noise", "train"},
+    "job": {"config", "registry", "data", "models", "noise", "estimators", "bounds", "train", "report"},
+    "__init__": {"bounds", "data", "estimators", "models", "noise", "train"},
 }
 
 

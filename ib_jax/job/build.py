@@ -1,7 +1,7 @@
 """Validation: every value of a job's config checked once, before any compute, and the job built.
 
 Order: the config's own ranges (counts, factors, names) -> each selected registry entry's own
-check (optimizer, noise kind, schedule, model, estimators: the entries carry their checks, this
+check (optimizer, noise kind, schedule, model, estimators, bounds: the entries carry their checks, this
 module only walks the registries) -> the data set -> the checks that need the data (batch size
 against the training rows, an estimator's k against the information set). A ``ValueError`` names
 the key. Nothing here compiles or trains.
@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ib_jax import bounds as B
 from ib_jax import data as D
 from ib_jax import models as M
 from ib_jax import registry as R
@@ -124,6 +125,7 @@ def validate(cfg, *, load_data: bool = True) -> Built:
         entry = R.ESTIMATORS.get(n)
         if entry.check is not None:
             entry.check(c, n_info)
+    B.check(c, len(dataset.y_train))  # the bounds that apply, each with its own check
     population = population_grid([c.seed + i for i in range(c.seeds)], levels)
     check_fits(c, dataset, population)  # before anything compiles: a population that cannot fit is refused with the numbers
     return Built(config=c, population=population, dataset=dataset, levels=levels, noise_kind=nk)

@@ -5,7 +5,8 @@ mini-batch and evaluation buffers live on the device at once (divided over the d
 member axis is sharded). The estimate counts float32 words of
 
 * parameters, their gradient and the update (3 x params), the optimizer's state (Adam: 2 x params,
-  momentum: 1 x), a noise state that carries a params-shaped array (anti-correlated noise: 1 x);
+  momentum: 1 x), a noise state that carries a params-shaped array (anti-correlated noise: 1 x),
+  the PAC-Bayes bound's initial parameters and perturbed copy (2 x);
 * per-example gradients where a kind needs them (SGD-shaped noise: batch x params) and for the
   probe-set diagnostics at each evaluation (``probe_size`` x params);
 * the mini-batch inputs and every hidden layer on the batch (forward and backward: 2 x);
@@ -70,7 +71,9 @@ def estimate(cfg, dataset, population) -> MemoryEstimate:
     n_info = min(cfg.estimator.n_info, n_train + n_test)
     d_in = int(np.prod(dataset.x_train.shape[1:]))
     kind = R.NOISE.get(cfg.noise.kind)
-    slots = 3 + OPTIMIZER_SLOTS.get(cfg.optimizer.name, 2) + NOISE_SLOTS.get(cfg.noise.kind, 0)
+    # + the initial parameters a PAC-Bayes prior is centred on, and one perturbed copy per member
+    reference = 2 if "pac_bayes" in cfg.bounds.names and not cfg.model.batch_norm else 0
+    slots = 3 + OPTIMIZER_SLOTS.get(cfg.optimizer.name, 2) + NOISE_SLOTS.get(cfg.noise.kind, 0) + reference
     per_example = (batch if kind.per_example_grads else 0) + (min(cfg.probe_size, n_train) if cfg.probe_size else 0)
     k = min(cfg.evals_per_chunk, cfg.n_evals + 1)
     pairwise = min(n_info, 4096) * 512 if cfg.estimator.names else 0  # row-blocked tiles of the kNN/KDE/SP estimators

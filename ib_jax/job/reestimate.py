@@ -279,7 +279,10 @@ def _layers_estimator(ctx, cfg):
 def _make_evaluate(step, cfg: Config, batch_size: int, names: tuple[str, ...]):
     """The job's per-member evaluation with ``estimator.names = names`` (may include the private
     layers estimator, passed to the evaluation directly: it is never registered)."""
-    c = dataclasses.replace(cfg, estimator=dataclasses.replace(cfg.estimator, names=names))
+    # the bounds are the job's own records, not re-estimated: none in this evaluation
+    c = dataclasses.replace(
+        cfg, estimator=dataclasses.replace(cfg.estimator, names=names), bounds=dataclasses.replace(cfg.bounds, names=())
+    )
     return make_evaluate(step, c, batch_size, extra={_LAYERS: Estimator(_layers_estimator)})
 
 

@@ -42,6 +42,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from ib_jax import bounds as B
 from ib_jax.config import RESULT_NEUTRAL_KEYS, Config, ConfigError, migrate, to_dict
 from ib_jax.job import records as R
 from ib_jax.job import tracking
@@ -195,6 +196,8 @@ def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_g
     steps, gaps = trainer.schedule()
     k = trainer.chunk_size(c.evals_per_chunk)
     states = trainer.init(built.population)
+    for name, why in trainer.bounds_skipped.items():
+        print(f"[ib-jax] bound {name} not computed: {why}")
 
     # resume: a torn last metrics line is cut (read_jsonl repairs), then rows after the newest intact
     # checkpoint are dropped (they were written before a kill that came before the checkpoint)
@@ -306,6 +309,7 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
             )
             images += plots.conditional_entropy_vs_step(metrics, all_steps, members, layer_names, out, estimator, level_name, title=title)
         images += plots.gap_vs_level(metrics, members, out, level_name, title=title)
+        images += plots.bounds_vs_level(metrics, members, out, level_name, title=title)
     except Exception as e:  # noqa: BLE001 - a plot never costs the records
         warnings.warn(f"plots: {type(e).__name__}: {e}; the records are complete without them", stacklevel=2)
     table = summary_table(summaries, layer_names, level_name, estimator or "binning")
@@ -321,6 +325,7 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
         "table": table,
         "levels": level_statistics(summaries, layer_names, level_name),
         "plots": [os.path.abspath(p) for p in images],
+        "bounds_skipped": B.applicable(c)[1],  # the listed bounds whose assumptions this job does not meet, with why
         "wandb_run_ids": wb.ids if c.logger.wandb else [],
         "wandb_dir": os.path.abspath(os.path.join(out, "wandb")) if c.logger.wandb else None,
     }

@@ -2,7 +2,7 @@
 
 One module per noise kind, each holding its math and its ``NOISE`` registry entry:
 :mod:`isotropic`, :mod:`cone`, :mod:`fixed`, :mod:`sgd_shaped`, :mod:`heavy_tailed`,
-:mod:`anticorrelated` (optax transforms) and :mod:`multiplicative`, :mod:`label` (mini-batch
+:mod:`anticorrelated`, :mod:`dp_sgd` (optax transforms) and :mod:`multiplicative`, :mod:`label` (mini-batch
 perturbations). :mod:`_core` holds the state every transform carries and the re-key protocol,
 :mod:`state` finds and re-keys those states inside any optimizer state, :mod:`kinds` defines a
 registry entry, :mod:`schedules` the level schedules. Importing this package registers every
@@ -18,6 +18,7 @@ from ib_jax.noise import schedules
 from ib_jax.noise._core import CONE_MODES, SCOPES, NoiseDiagnostics, NoiseState, RekeyableNoiseState, is_noise_state
 from ib_jax.noise.anticorrelated import AnticorrelatedState, anticorrelated
 from ib_jax.noise.cone import cone
+from ib_jax.noise.dp_sgd import dp_sgd
 from ib_jax.noise.fixed import fixed
 from ib_jax.noise.heavy_tailed import heavy_tailed, symmetric_stable
 from ib_jax.noise.isotropic import isotropic
@@ -36,6 +37,7 @@ __all__ = [
     "isotropic",
     "cone",
     "fixed",
+    "dp_sgd",
     "sgd_shaped",
     "heavy_tailed",
     "anticorrelated",

@@ -55,4 +55,5 @@ register_noise(
     level_doc="must be a sigma >= 0 (0 = no noise)",
     valid_level=lambda v: v >= 0 and math.isfinite(v),
     total_noise="sigma",
+    gaussian_std=lambda level, cfg, batch_size: level,  # data-independent N(0, sigma^2 I)
 )

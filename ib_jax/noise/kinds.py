@@ -51,6 +51,14 @@ class NoiseKind(NamedTuple):
       check: ``NoiseConf -> None`` (run by validation before any compute), raising ``ValueError`` naming the key, or None.
       total_noise: ``"snr"`` or ``"sigma"``: how the summed injected noise power of a schedule
         is counted (``schedule.normalize=total_noise``): sum 1/snr_t or sum sigma_t^2.
+      sampling: how a step's mini-batch is drawn: ``"iid"`` (B indices with replacement, the
+        default) or ``"without_replacement"`` (B distinct rows: what DP accounting assumes).
+      gaussian_std: ``(level, cfg, batch_size) -> std`` for kinds that add data-independent
+        isotropic Gaussian noise to the gradient, the per-coordinate std; None for kinds whose
+        noise depends on the data (SNR-scaled, SGD-shaped) or is not Gaussian. The
+        noisy-iterative bound (:mod:`ib_jax.bounds.noisy_iterative`) needs it.
+      norm_bound: ``cfg -> L``: a bound the kind itself puts on the noiseless gradient's norm
+        (DP-SGD's clipping), or None (then ``optimizer.clip_norm`` must give one).
     """
 
     transform: Callable[..., optax.GradientTransformation] | None = None
@@ -61,6 +69,9 @@ class NoiseKind(NamedTuple):
     per_example_grads: bool = False
     check: Callable[[Any], None] | None = None
     total_noise: str = "snr"
+    sampling: str = "iid"
+    gaussian_std: Callable[[float, Any, int], float] | None = None
+    norm_bound: Callable[[Any], float] | None = None
 
 
 def register_noise(name: str, transform=None, **kwargs) -> NoiseKind:

@@ -17,7 +17,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["information_planes", "conditional_entropy_vs_step", "gap_vs_level", "level_label", "level_positions", "describe"]
+from ib_jax.report.stats import t_interval  # noqa: E402
+
+__all__ = [
+    "information_planes",
+    "conditional_entropy_vs_step",
+    "gap_vs_level",
+    "bounds_vs_level",
+    "level_label",
+    "level_positions",
+    "describe",
+]
 
 MARKERS = "os^vD<>phX*"
 
@@ -188,5 +198,81 @@ def gap_vs_level(metrics, members, out_dir, level_name="snr", title="") -> list[
     fig.tight_layout()
     path = os.path.join(out_dir, f"gap_vs_{level_name}.png")
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+# the bound columns drawn beside the measured values (recorded as bound/<quantity>, see ib_jax.bounds)
+TEST_ERROR_CURVES = (
+    ("test_error", "measured: test error of W_t"),
+    ("bound/pac_bayes_test_error", "measured: test error of the PAC-Bayes posterior Q"),
+    ("bound/pac_bayes", "bound: PAC-Bayes on Q's test error"),
+)
+GAP_CURVES = (
+    ("gap_accuracy", "measured: gap of W_t (test - train error)"),
+    ("bound/noisy_iterative_gap", "bound: noisy-iterative (Pensia et al.), on E[gap]"),
+    ("bound/dp_gap", "bound: differential privacy, on E[gap]"),
+    ("bound/pac_bayes_gap", "bound: PAC-Bayes minus Q's train error"),
+)
+
+
+def _final_by_level(metrics, groups, name):
+    if name == "test_error":
+        if "test_accuracy" not in metrics:
+            return None
+        final = 1.0 - metrics["test_accuracy"][:, -1]
+    elif name in metrics:
+        final = metrics[name][:, -1]
+    else:
+        return None
+    return [np.asarray(final[idx], np.float64) for idx in groups.values()]
+
+
+def bounds_vs_level(metrics, members, out_dir, level_name="snr", title="", conf: float = 0.95) -> list[str]:
+    """Measured test error and gap against the noise level beside every recorded bound: mean and
+    Student-t ``conf`` interval over seeds (the tables' interval), one position per level (a level
+    of 0 or inf has its own tick). Infinite bounds are left out and named in the legend. Returns
+    ``[]`` when the job recorded no bound."""
+    if not any(k.startswith("bound/") for k in metrics):
+        return []
+    groups = _by_level(members)
+    levels = list(groups)
+    xs = np.arange(len(levels), dtype=float)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, curves, ylabel in ((axes[0], TEST_ERROR_CURVES, "0-1 error"), (axes[1], GAP_CURVES, "0-1 gap")):
+        for j, (name, label) in enumerate(curves):
+            vals = _final_by_level(metrics, groups, name)
+            if vals is None:
+                continue
+            means, lo, hi, inf_at = [], [], [], []
+            for lv, v in zip(levels, vals):
+                if np.isinf(v).any():
+                    inf_at.append(level_label(lv))
+                    v = np.full_like(v, np.nan)
+                if np.isfinite(v).sum() >= 2:
+                    iv = t_interval(v[np.isfinite(v)], conf=conf)
+                    means.append(float(iv.mean)), lo.append(float(iv.lo)), hi.append(float(iv.hi))
+                else:
+                    m = float(np.nanmean(v)) if np.isfinite(v).any() else np.nan
+                    means.append(m), lo.append(m), hi.append(m)
+            if not np.isfinite(means).any():
+                continue
+            means, lo, hi = np.array(means), np.array(lo), np.array(hi)
+            suffix = f" (inf at {level_name}={', '.join(inf_at)})" if inf_at else ""
+            style = "-" if label.startswith("measured") else "--"
+            ax.plot(xs, means, style, marker=MARKERS[j % len(MARKERS)], label=label + suffix)
+            ax.fill_between(xs, lo, hi, alpha=0.2)
+        ax.set_xticks(xs, [level_label(v) for v in levels])
+        ax.set_xlabel(level_name)
+        ax.set_ylabel(ylabel)
+        if ax is axes[1]:
+            ax.set_yscale("symlog", linthresh=0.01)
+        ax.legend(fontsize=6, loc="best")
+    fig.suptitle(
+        f"measured gap and generalization bounds at the end of training (bands: {conf:.0%} t-interval over seeds)\n{title}", fontsize=9
+    )
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"bounds_vs_{level_name}.png")
+    fig.savefig(path, dpi=150)
     plt.close(fig)
     return [path]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from ib_jax import bounds as B
 from ib_jax import estimators as E
 from ib_jax import noise as N
 from ib_jax.estimators.base import Estimator, EvalContext
@@ -52,17 +53,20 @@ def _gradient_diagnostics(step: Step, cfg, state: TrainState, data, batch_size: 
     return out
 
 
-def make_evaluate(step: Step, cfg, batch_size: int, extra: dict[str, Estimator] | None = None) -> Callable[[TrainState, dict], dict]:
-    """``evaluate(state, data) -> {metric: scalar or (L,)}`` for one member (vmap it).
+def make_evaluate(step: Step, cfg, batch_size: int, extra: dict[str, Estimator] | None = None) -> Callable[..., dict]:
+    """``evaluate(state, data, reference=None) -> {metric: scalar or (L,)}`` for one member (vmap it).
 
     ``data`` holds ``x_train, y_train, x_test, y_test`` (losses, gaps), ``x_info, y_info``
-    (the information set) and ``x_probe, y_probe`` (SGD's own gradient noise). A diverged
-    member's metrics are NaN from the step it diverged. ``extra``: estimators by name that are not
-    (and need not be) registered, for tools built on the evaluation (re-estimation).
+    (the information set) and ``x_probe, y_probe`` (SGD's own gradient noise). ``reference``: the
+    member's initial parameters, needed by the bounds that centre a prior on them (PAC-Bayes;
+    :mod:`ib_jax.bounds`), recorded as ``bound/{quantity}``. A diverged member's metrics are NaN
+    from the step it diverged. ``extra``: estimators by name that are not (and need not be)
+    registered, for tools built on the evaluation (re-estimation).
     """
     est_cfg = cfg.estimator
     extra = extra or {}
     entries = [(name, extra[name] if name in extra else ESTIMATORS.get(name)) for name in est_cfg.names]
+    jit_bounds = [(name, b) for name, b in B.applicable(cfg)[0] if b.compute is not None]
 
     hc = getattr(step.model, "hidden_channels", None)
     channels = hc() if callable(hc) else None
@@ -75,7 +79,7 @@ def make_evaluate(step: Step, cfg, batch_size: int, extra: dict[str, Estimator] 
         )
         return [h.astype(jnp.float32) for h in hidden] + ([jax.nn.softmax(logits)] if est_cfg.include_output else [])
 
-    def evaluate(state: TrainState, data) -> dict:
+    def evaluate(state: TrainState, data, reference=None) -> dict:
         out = {}
         key = jax.random.fold_in(jax.random.fold_in(state.dropout_key, 0x5EED), state.step)
         k_eval, k_est = jax.random.split(key)
@@ -104,6 +108,22 @@ def make_evaluate(step: Step, cfg, batch_size: int, extra: dict[str, Estimator] 
             for name, entry in entries:
                 for q, v in entry.compute(ctx, cfg).items():
                     out[f"{name}/{q}"] = v
+        if jit_bounds:
+            if reference is None:
+                raise ValueError(f"bounds {[n for n, _ in jit_bounds]} need the member's initial parameters: pass reference=")
+            bctx = B.BoundContext(
+                params=state.params,
+                reference=reference,
+                predict=lambda p, x, k: step.apply(p, state.batch_stats, x, train=False, key=k)[0],
+                x_train=data["x_train"],
+                y_train=data["y_train"],
+                x_test=data["x_test"],
+                y_test=data["y_test"],
+                key=jax.random.fold_in(key, 0xB0D),  # its own stream: the estimators' draws are unchanged
+            )
+            for _, b in jit_bounds:
+                for q, v in b.compute(bctx, cfg).items():
+                    out[B.PREFIX + q] = v
         diags = N.diagnostics(state.opt_state)
         if diags:
             out["noise_realized_snr"] = diags[0].realized_snr

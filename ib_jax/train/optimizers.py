@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import optax
 
-from ib_jax.registry import OPTIMIZERS
+from ib_jax.registry import NOISE, OPTIMIZERS
 
 __all__ = ["OptimizerEntry", "check"]
 
@@ -48,6 +48,14 @@ def check(cfg) -> None:
         raise ValueError(f"optimizer.learning_rate must be a finite number > 0, got {lr}")
     if o.batch_size < 0:
         raise ValueError(f"optimizer.batch_size must be >= 0 (0 = full batch), got {o.batch_size}")
+    if o.clip_norm is not None:
+        if not (isinstance(o.clip_norm, (int, float)) and math.isfinite(o.clip_norm) and o.clip_norm > 0):
+            raise ValueError(f"optimizer.clip_norm must be a finite number > 0 or null (no clipping), got {o.clip_norm}")
+        if getattr(NOISE.get(cfg.noise.kind), "norm_bound", None) is not None:
+            raise ValueError(
+                f"optimizer.clip_norm has no effect with noise={cfg.noise.kind}, which bounds the gradient itself "
+                "(dp_sgd: noise.clip clips each example); leave it null"
+            )
     entry_check = getattr(entry, "check", None)
     if entry_check is not None:
         entry_check(o)

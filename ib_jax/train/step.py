@@ -55,15 +55,19 @@ def make_tx(cfg, level, learning_rate, key=None) -> optax.GradientTransformation
 
     ``level`` (a scalar, traced under vmap) times the schedule's multiplier is the transform's
     level at each count; ``key`` seeds the transform's state (reseeded per member at init).
+    Order: ``optimizer.clip_norm``'s global-norm clip (if set), then the noise and the optimizer
+    in ``noise.position``'s order.
     """
     opt = OPTIMIZERS.get(cfg.optimizer.name)(learning_rate, cfg.optimizer)
     kind = NOISE.get(cfg.noise.kind)
+    # optimizer.clip_norm: ||g|| <= L before anything else sees the gradient (the noisy-iterative bound's L)
+    clip = () if cfg.optimizer.clip_norm is None else (optax.clip_by_global_norm(cfg.optimizer.clip_norm),)
     if kind.transform is None:
-        return opt
+        return optax.chain(*clip, opt) if clip else opt
     shape = S.build(cfg.schedule, steps=cfg.steps, level_name=kind.level_name)
     lvl = (lambda t: level) if shape is None else (lambda t: level * shape(t))
     nz = kind.transform(lvl, jax.random.key(0) if key is None else key, cfg.noise)
-    return optax.chain(nz, opt) if cfg.noise.position == "gradient" else optax.chain(opt, nz)
+    return optax.chain(*clip, nz, opt) if cfg.noise.position == "gradient" else optax.chain(*clip, opt, nz)
 
 
 def _tree_all_finite(tree) -> jax.Array:

@@ -11,7 +11,12 @@ Quick start: :mod:`ib_jax.train`.
 
 Mini-batches are drawn i.i.d. (with replacement) from a per-member key folded with the step
 number: the setting in which SGD's SNR_B = B ||G||^2 / tr(Sigma) holds exactly, and a run
-resumed from step s draws exactly the batches an uninterrupted run would.
+resumed from step s draws exactly the batches an uninterrupted run would. A noise kind may ask
+for B distinct rows per step instead (``NoiseKind.sampling``: DP-SGD, whose accountant assumes it).
+
+Generalization bounds (:mod:`ib_jax.bounds`): the in-jit ones run inside the evaluation, with the
+population's initial parameters (kept by :meth:`Trainer.init`) as the PAC-Bayes prior's centre;
+the host-side ones are added to each chunk's metrics as it is yielded.
 ``optimizer.batch_size=0`` is full-batch gradient descent.
 """
 
@@ -27,7 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ib_jax import bounds as B
 from ib_jax.data.dataset import Dataset, information_subset
+from ib_jax.registry import NOISE
 from ib_jax.train.evaluation import make_evaluate
 from ib_jax.train.population import Population, eval_steps
 from ib_jax.train.step import Step, TrainState
@@ -93,10 +100,15 @@ class Trainer:
             "x_probe": jnp.asarray(dataset.x_train[:probe]),
             "y_probe": jnp.asarray(dataset.y_train[:probe]),
         }
+        self.sampling = NOISE.get(cfg.noise.kind).sampling
+        bounds, self.bounds_skipped = B.applicable(cfg)
+        self.host_bounds = [(name, b) for name, b in bounds if b.host is not None]
+        self.needs_reference = any(b.needs_reference for _, b in bounds)
+        self.reference = None  # the population's initial parameters (Trainer.init), when a bound needs them
         self.evaluate_member = make_evaluate(self.step, cfg, self.batch_size)
         self._init = jax.jit(jax.vmap(self._init_member))
         self._run = jax.jit(self._run_segment)
-        self._evaluate = jax.jit(jax.vmap(self.evaluate_member, in_axes=(0, None)))
+        self._evaluate = jax.jit(jax.vmap(self.evaluate_member, in_axes=(0, None, 0)))
         self._compiled: dict[int, Callable] = {}
         x2 = self.data["x_train"][:2]
 
@@ -105,6 +117,8 @@ class Trainer:
             return self.step.apply(v["params"], v.get("batch_stats", {}), x2, train=False)[1]
 
         n_hidden = len(jax.eval_shape(hidden_of))
+        shapes = jax.eval_shape(lambda: self.step.model.init(jax.random.key(0), x2, train=False)["params"])
+        self.n_params = int(sum(np.prod(a.shape) for a in jax.tree.leaves(shapes)))  # d of the bounds
         self.layer_names = [f"h{i + 1}" for i in range(n_hidden)] + (["output"] if cfg.estimator.include_output else [])
 
     # ---------------------------------------------------------------- init
@@ -117,10 +131,20 @@ class Trainer:
         lr = (
             population.learning_rate if population.learning_rate is not None else np.full(population.size, self.cfg.optimizer.learning_rate)
         )
-        states = self._init(
-            jnp.asarray(population.seeds, jnp.uint32), jnp.asarray(population.level, jnp.float32), jnp.asarray(lr, jnp.float32)
+        states = self.shard(
+            self._init(jnp.asarray(population.seeds, jnp.uint32), jnp.asarray(population.level, jnp.float32), jnp.asarray(lr, jnp.float32))
         )
-        return self.shard(states)
+        if self.needs_reference:  # W_0 of every member: a deterministic function of its seed, so a resumed job recomputes it
+            self.reference = states.params
+        return states
+
+    def _reference(self):
+        """The initial parameters the evaluation's bounds need (``{}``: none needs them)."""
+        if not self.needs_reference:
+            return {}
+        if self.reference is None:
+            raise RuntimeError("Trainer.init(population) must run first: the PAC-Bayes prior is centred on the initial parameters")
+        return self.reference
 
     def shard(self, states: TrainState) -> TrainState:
         """Place the member axis across all devices (a no-op layout on one device)."""
@@ -138,7 +162,11 @@ class Trainer:
     def _batch(self, key, data):
         if self.cfg.optimizer.batch_size == 0:
             return data["x_train"], data["y_train"]
-        idx = jax.random.randint(key, (self.batch_size,), 0, data["y_train"].shape[0])
+        n = data["y_train"].shape[0]
+        if self.sampling == "without_replacement":
+            idx = jax.random.choice(key, n, (self.batch_size,), replace=False)
+        else:
+            idx = jax.random.randint(key, (self.batch_size,), 0, n)
         return data["x_train"][idx], data["y_train"][idx]
 
     def _population_step(self, states: TrainState, data) -> TrainState:
@@ -151,12 +179,12 @@ class Trainer:
 
         return jax.vmap(one)(states)
 
-    def _run_segment(self, states: TrainState, data, gaps: jax.Array):
+    def _run_segment(self, states: TrainState, data, gaps: jax.Array, reference):
         """For each gap: ``gap`` population steps, then one evaluation. Returns (states, metrics (k, P, ...))."""
 
         def interval(st, gap):
             st = jax.lax.fori_loop(0, gap, lambda _, s: self._population_step(s, data), st)
-            m = jax.vmap(self.evaluate_member, in_axes=(0, None))(st, data)
+            m = jax.vmap(self.evaluate_member, in_axes=(0, None, 0))(st, data, reference)
             if self.cfg.snapshots:  # the population's parameters at this evaluation (re-estimation later)
                 m = {**m, SNAPSHOT: {"params": st.params, "batch_stats": st.batch_stats}}
             return st, m
@@ -167,17 +195,37 @@ class Trainer:
         """Compile the k-evaluation segment ahead of time; returns the seconds it took
         (near zero when JAX's persistent compilation cache already holds it)."""
         t0 = time.perf_counter()
-        self._compiled[k] = self._run.lower(states, self.data, jnp.zeros(k, jnp.int32)).compile()
+        self._compiled[k] = self._run.lower(states, self.data, jnp.zeros(k, jnp.int32), self._reference()).compile()
         return time.perf_counter() - t0
 
     def run(self, states: TrainState, gaps: Sequence[int]) -> tuple[TrainState, dict]:
         """Advance by ``gaps[0]`` steps, evaluate, ``gaps[1]`` steps, evaluate, ..."""
         g = jnp.asarray(gaps, jnp.int32)
         fn = self._compiled.get(len(gaps))
-        return fn(states, self.data, g) if fn is not None else self._run(states, self.data, g)
+        return (fn or self._run)(states, self.data, g, self._reference())
 
     def evaluate(self, states: TrainState) -> dict:
-        return self._evaluate(states, self.data)
+        return self._evaluate(states, self.data, self._reference())
+
+    def host_bound_metrics(self, states: TrainState, steps: np.ndarray, metrics: dict) -> dict:
+        """The host-side bounds (:mod:`ib_jax.bounds`) of evaluations at ``steps`` ``(E,)``, from the
+        chunk's ``metrics`` ``{name: (E, P)}``: ``{bound/quantity: (E, P)}``."""
+        if not self.host_bounds:
+            return {}
+        ctx = B.HostContext(
+            steps=np.asarray(steps),
+            level=np.asarray(states.level, np.float64),
+            learning_rate=np.asarray(states.learning_rate, np.float64),
+            n_train=len(self.dataset.y_train),
+            batch_size=self.batch_size,
+            n_params=self.n_params,
+            metrics=metrics,
+        )
+        out = {}
+        for _, b in self.host_bounds:
+            for q, v in b.host(ctx, self.cfg).items():
+                out[B.PREFIX + q] = np.asarray(v, np.float64)
+        return out
 
     # ---------------------------------------------------------------- chunks
 
@@ -208,6 +256,7 @@ class Trainer:
             states, m = self.run(states, g)
             snap = m.pop(SNAPSHOT, None)
             metrics = {name: np.asarray(v)[:valid] for name, v in m.items()}
+            metrics.update(self.host_bound_metrics(states, steps[first : first + valid], metrics))
             yield Chunk(start=first, valid=valid, step=int(steps[first + valid - 1]), states=states, metrics=metrics, snapshot=snap)
 
 
