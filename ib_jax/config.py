@@ -19,9 +19,7 @@ no other ib_jax module: the schema sits below everything it configures.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -47,8 +45,6 @@ __all__ = [
     "PathsConf",
     "from_hydra",
     "to_dict",
-    "safe_name",
-    "dir_name",
     "RESULT_NEUTRAL_KEYS",
     "INT_RANGES",
     "int_keys",
@@ -56,7 +52,6 @@ __all__ = [
     "RENAMED_KEYS",
     "refuse_renamed",
     "migrate",
-    "job_dir_name",
 ]
 
 
@@ -65,12 +60,29 @@ class ConfigError(ValueError):
     The CLI prints its message and exits with status 2; other errors keep their traceback."""
 
 
+def _level(v: Any) -> Any:
+    """A grid value as a float (``1`` -> ``1.0``, ``"inf"`` -> ``inf``); a non-number as given, for
+    the type check that names the key."""
+    v = _number(v)
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
 def _tuples(obj) -> None:
     """Frozen dataclasses hold tuples, never lists (OmegaConf hands lists back)."""
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         if isinstance(v, list):
             object.__setattr__(obj, f.name, tuple(v))
+
+
+def _number(v: Any) -> Any:
+    """``"inf"`` / ``"1e-3"`` (strict JSON records, untyped dicts) -> float; anything else as given."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
 
 
 @dataclass(frozen=True)
@@ -140,6 +152,7 @@ class OptimizerConf:
     name: str = "adam"
     learning_rate: float = 1e-3
     momentum: Optional[float] = None  # used by optimizer=momentum only (required there)
+    weight_decay: Optional[float] = None  # used by optimizer=adamw only (required there; conf/optimizer/adamw.yaml: 1e-4)
     batch_size: int = 512  # 0: full batch
     clip_norm: Optional[float] = None  # clip the mean gradient to this global L2 norm before the noise (the noisy-iterative bound's L)
 
@@ -151,7 +164,10 @@ class NoiseConf:
     ``fixed``; the kind's entry says which (``NoiseKind.level_name``)."""
 
     kind: str = "none"
-    snr: tuple[float, ...] = (math.inf,)
+    # the level grid: one value per group of seeds (snr for SNR kinds, sigma for fixed, p for label); a
+    # scalar is a one-value grid, so a sweeper (optuna, nevergrad) can search it (typed Any: OmegaConf has
+    # no union of float and list; build.noise_levels checks every value)
+    snr: Any = (math.inf,)
     position: str = "gradient"  # gradient (before the optimizer) | update (after it)
     mode: str = "surface"  # cone: surface | cap | gaussian
     scope: str = "global"  # global | per_leaf
@@ -162,6 +178,9 @@ class NoiseConf:
 
     def __post_init__(self):
         _tuples(self)
+        grid = self.snr if isinstance(self.snr, (tuple, list)) else (self.snr,)
+        # levels are floats (1 and 1.0 are one level: one record, one directory name, one wandb value)
+        object.__setattr__(self, "snr", tuple(_level(v) for v in grid))
 
 
 @dataclass(frozen=True)
@@ -295,8 +314,24 @@ class LoggerConf:
     project: str = "ib-jax"
     entity: Optional[str] = None
     group: Optional[str] = None  # default: the sweep (or run) directory name
-    log_images: bool = True
+    log_images: bool = True  # the job's plots, logged once per job (to its first member's run)
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class PlotsConf:
+    """``plots.*``: the figures a job (and ``ib-jax aggregate``) draws; result-neutral.
+
+    Bands and error bars are the same 95% Student-t intervals over seeds as the tables."""
+
+    estimator: Optional[str] = (
+        None  # the estimator plotted; default: the first binning estimator listed, else the first with I(X;T) and I(T;Y)
+    )
+    formats: tuple[str, ...] = ("png", "pdf")  # every figure in each format (png, pdf, svg)
+    dpi: int = 150  # PNG resolution
+
+    def __post_init__(self):
+        _tuples(self)
 
 
 @dataclass(frozen=True)
@@ -317,6 +352,7 @@ class Config:
     estimator: EstimatorConf = field(default_factory=EstimatorConf)
     bounds: BoundsConf = field(default_factory=BoundsConf)
     logger: LoggerConf = field(default_factory=LoggerConf)
+    plots: PlotsConf = field(default_factory=PlotsConf)
     paths: PathsConf = field(default_factory=PathsConf)
     plugins: tuple[str, ...] = ()  # user modules that register noise kinds, estimators, data sets...
     name: str = "ib"
@@ -332,6 +368,13 @@ class Config:
     resume: bool = True  # relaunching the same command continues from the last checkpoint
     compile_cache: bool = True  # JAX's persistent compilation cache under paths.compile_cache_dir
     snapshots: bool = False  # save every member's parameters at every evaluation (scripts/reestimate.py)
+    # result-neutral switches of a launch (RESULT_NEUTRAL_KEYS)
+    quiet: bool = False  # print only errors and the job's one-line result; job.log keeps everything
+    fresh: bool = False  # move an existing job directory aside (<dir>~prev-<UTC time>) and start afresh
+    on_version_change: str = "refuse"  # a relaunch under other library versions: refuse | resume (recorded)
+    # the float the hydra task returns, for optuna / nevergrad sweepers: <metric>[:<reduction>] over
+    # the members' final values, e.g. test_loss, gap_loss:mean, test_acc:max (default reduction: mean)
+    objective: str = "test_loss"
     diverge_factor: float = 1e6  # a finite train loss above this x the member's first loss counts as diverged
     # gradient-noise diagnostics on the probe set at each evaluation (probe_size > 0):
     # tail_index (Simsekli et al.), curvature (Tr(H Sigma), B_noise), layer_grads (per-layer mean/std/SNR)
@@ -396,66 +439,31 @@ def to_dict(c: Config) -> dict:
     return conv(c)
 
 
-# --------------------------------------------------------------------- directory names
-
-_SAFE = re.compile(r"[^A-Za-z0-9._=+,@-]+")
-MAX_DIR_NAME = 96
-
-
-def safe_name(name: str) -> str:
-    """A job ``name``: one path component, no escape from ``outputs/``. Raises naming ``name``."""
-    s = str(name)
-    if not s or s in (".", "..") or "/" in s or "\\" in s or "\0" in s or not re.fullmatch(r"[A-Za-z0-9._+-]+", s):
-        raise ValueError(f"name must be one path component of letters, digits and ._+- (no '/' or '..'), got {s!r}")
-    return s
-
-
-def dir_name(overrides: str, max_len: int = MAX_DIR_NAME) -> str:
-    """A valid, bounded and stable directory name for a job's overrides string.
-
-    Characters outside ``[A-Za-z0-9._=+,@-]`` (``/``, brackets, spaces...) become ``_`` (orbax
-    cannot reopen checkpoints under a directory whose name holds ``[``). When characters were
-    replaced, or the name is longer than ``max_len``, it keeps a readable prefix plus ``~`` and
-    12 hex digits of the full string's SHA-256, so two different override lists never share a
-    directory (``a/b`` vs ``a_b``) and the same one always maps to the same name (relaunching
-    resumes). Empty overrides: ``default``.
-    """
-    raw = str(overrides)
-    if not raw:
-        return "default"
-    s = _SAFE.sub("_", raw).strip("._") or "default"
-    if s != raw or len(s) > max_len:
-        # replaced characters lose information (a/b and a_b would collide): the hash keeps names apart
-        digest = hashlib.sha256(raw.encode()).hexdigest()[:12]
-        s = f"{s[: max_len - 13].rstrip('._')}~{digest}"
-    return s
-
-
 # ------------------------------------------------------------------ keys that do not change results
 
 # The one list of settings that do not change what a job computes (dotted prefixes of config keys
 # and of command-line overrides): a relaunch may change them freely, they are not part of the
 # recorded config, and overrides of them do not enter the output directory's name.
-RESULT_NEUTRAL_KEYS: tuple[str, ...] = ("logger", "paths", "resume", "checkpoint", "evals_per_chunk", "compile_cache", "hydra")
+RESULT_NEUTRAL_KEYS: tuple[str, ...] = (
+    "logger",
+    "paths",
+    "plots",
+    "resume",
+    "checkpoint",
+    "evals_per_chunk",
+    "compile_cache",
+    "quiet",
+    "fresh",
+    "on_version_change",
+    "objective",
+    "hydra",
+)
 
 
 def is_result_neutral(key: str) -> bool:
     """``key`` (``logger.mode``, ``+paths.data_dir``, ``hydra/launcher``...) is in :data:`RESULT_NEUTRAL_KEYS`."""
     k = key.lstrip("+~")
     return any(k == p or k.startswith(p + ".") or k.startswith(p + "/") for p in RESULT_NEUTRAL_KEYS)
-
-
-def job_dir_name(task_overrides: Iterable[str] | str) -> str:
-    """The directory name of a job from its command-line overrides (``hydra.overrides.task``).
-
-    Result-neutral overrides (:func:`is_result_neutral`) are left out, the rest sorted and joined
-    with ``,`` exactly as hydra's ``override_dirname`` does, then made a valid bounded name by
-    :func:`dir_name`. So ``logger=none`` or ``paths.data_dir=...`` resume the same job.
-    """
-    if isinstance(task_overrides, str):
-        return dir_name(task_overrides)
-    lines = [str(o) for o in task_overrides]
-    return dir_name(",".join(sorted(o for o in lines if not is_result_neutral(o.split("=", 1)[0]))))
 
 
 # ------------------------------------------------------------------ the 0.2 flat keys
@@ -554,6 +562,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "probe_size": (0, 1 << 24),
     "evals_per_chunk": (1, 1 << 20),
     "curvature_probes": (0, 1 << 16),
+    "plots.dpi": (50, 1200),
 }
 
 

@@ -40,6 +40,8 @@ OPTIONAL_HEAVY = {
     "PIL",
     "torch",
     "dp_accounting",
+    "yaml",
+    "tabulate",
 }
 
 
@@ -226,6 +228,7 @@ ALLOWED_FAMILY_IMPORTS = {
     "train": {"registry", "data", "models", "noise", "estimators", "bounds"},
     "report": {"registry", "data", "estimators"},
     "job": {"config", "registry", "data", "models", "noise", "estimators", "bounds", "train", "report"},
+    "cli": {"config", "registry", "data", "models", "noise", "estimators", "bounds", "train", "report", "job"},
     "__init__": {"bounds", "data", "estimators", "models", "noise", "train"},
 }
 

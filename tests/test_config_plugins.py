@@ -24,6 +24,7 @@ from ib_jax import config as C
 from ib_jax import registry as R
 from ib_jax import train
 from ib_jax.estimators import register_estimator
+from ib_jax.job import dirnames as DN
 from ib_jax.job.build import validate
 from ib_jax.job.rows import read_metrics
 from ib_jax.noise import register_noise
@@ -351,7 +352,7 @@ def test_wandb_floor():
     from packaging.requirements import Requirement
 
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        deps = tomllib.load(f)["project"]["dependencies"]
+        deps = tomllib.load(f)["project"]["optional-dependencies"]["experiments"]  # wandb is not core
     (wandb,) = [Requirement(d) for d in deps if Requirement(d).name == "wandb"]
     assert not wandb.specifier.contains("0.19.9") and wandb.specifier.contains("0.19.10")
 
@@ -366,27 +367,27 @@ def valid_component(name: str) -> bool:
         and "/" not in name
         and "[" not in name
         and "]" not in name
-        and len(name) <= C.MAX_DIR_NAME
+        and len(name) <= DN.MAX_DIR_NAME
         and os.path.basename(name) == name
     )
 
 
 def test_dir_name_is_a_bounded_stable_path_component(tmp_path):
     for overrides in ("dataset.path=/data/x.npz", "noise.snr=[inf,10,1]", "name=../../etc", "a b/c\\d", ""):
-        n = C.dir_name(overrides)
-        assert valid_component(n) and n == C.dir_name(overrides), (overrides, n)
+        n = DN.dir_name(overrides)
+        assert valid_component(n) and n == DN.dir_name(overrides), (overrides, n)
         (tmp_path / n).mkdir()  # a real directory, directly under its parent
         assert (tmp_path / n).resolve().parent == tmp_path.resolve()
     # short names stay readable; a replaced character adds the hash, so a/b and a_b never collide
-    assert C.dir_name("dataset.path=/data/x.npz").startswith("dataset.path=_data_x.npz~")
-    assert C.dir_name("dataset.path=/data/a_b.npz") != C.dir_name("dataset.path=/data/a/b.npz")
-    assert C.dir_name("noise=cone,seeds=2") == "noise=cone,seeds=2"  # nothing replaced: no hash
-    assert C.dir_name("") == "default"
+    assert DN.dir_name("dataset.path=/data/x.npz").startswith("dataset.path=_data_x.npz~")
+    assert DN.dir_name("dataset.path=/data/a_b.npz") != DN.dir_name("dataset.path=/data/a/b.npz")
+    assert DN.dir_name("noise=cone,seeds=2") == "noise=cone,seeds=2"  # nothing replaced: no hash
+    assert DN.dir_name("") == "default"
     grid = [f"{v:.6g}" for v in np.logspace(-3, 3, 200)]
     long_a = "noise.snr=[" + ",".join(grid) + "]"
     long_b = "noise.snr=[" + ",".join(grid[:-1] + ["1e9"]) + "]"  # differs only after the kept prefix
-    a, b = C.dir_name(long_a), C.dir_name(long_b)
-    assert len(long_a) > 1000 and valid_component(a) and a == C.dir_name(long_a)
+    a, b = DN.dir_name(long_a), DN.dir_name(long_b)
+    assert len(long_a) > 1000 and valid_component(a) and a == DN.dir_name(long_a)
     assert a != b and a.split("~")[0] == b.split("~")[0]  # same readable prefix, different hash
     assert a.startswith("noise.snr=_0.001,") and len(a.split("~")[1]) == 12
 
@@ -394,8 +395,8 @@ def test_dir_name_is_a_bounded_stable_path_component(tmp_path):
 def test_safe_name_refuses_paths():
     for bad in ("../x", "a/b", "", "..", ".", "a\\b"):
         with pytest.raises(ValueError, match=r"^name must be one path component"):
-            C.safe_name(bad)
-    assert C.safe_name("snr_sweep-2.v1") == "snr_sweep-2.v1"
+            DN.safe_name(bad)
+    assert DN.safe_name("snr_sweep-2.v1") == "snr_sweep-2.v1"
     # the resolver conf/config.yaml builds output directories with
     node = OmegaConf.create({"name": "../x", "ov": "a=[1,2]", "dir": "outputs/${ib.name:${name}}/${ib.dir:${ov}}"})
     with pytest.raises(Exception, match="name must be one path component"):

@@ -20,6 +20,7 @@ import pytest
 
 from ib_jax import config as C
 from ib_jax import registry as R
+from ib_jax.job import dirnames as DN
 from ib_jax.job.build import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,8 +131,8 @@ def test_an_old_job_resumes_and_a_changed_one_is_still_refused(tmp_path):
 
 
 def test_result_neutral_overrides_do_not_name_the_job():
-    base = C.job_dir_name(["noise=cone", "seeds=2"])
-    assert base == C.dir_name("noise=cone,seeds=2")
+    base = DN.job_dir_name(["noise=cone", "seeds=2"])
+    assert base == DN.dir_name("noise=cone,seeds=2")
     for neutral in (
         "logger=none",
         "logger.mode=online",
@@ -144,9 +145,9 @@ def test_result_neutral_overrides_do_not_name_the_job():
         "hydra/launcher=joblib",
     ):
         assert C.is_result_neutral(neutral.split("=")[0]), neutral
-        assert C.job_dir_name(["seeds=2", neutral, "noise=cone"]) == base, neutral
+        assert DN.job_dir_name(["seeds=2", neutral, "noise=cone"]) == base, neutral
     assert not C.is_result_neutral("loggers") and not C.is_result_neutral("seed")
-    assert C.job_dir_name(["noise=cone", "seeds=3"]) != base
+    assert DN.job_dir_name(["noise=cone", "seeds=3"]) != base
 
 
 @pytest.mark.parametrize(

@@ -166,8 +166,20 @@ def _ensure(
     missing = [r for r in resources if not (directory / r.filename).is_file()]
     if missing and not download_missing:
         raise ValueError(f"{what}: files missing and dataset.download is false; " + _manual_help(directory, missing))
-    for r in missing:
-        download(r, directory, fetch=fetch)
+    failed = []
+    for r in missing:  # try every missing file, then name all that could not be fetched
+        try:
+            download(r, directory, fetch=fetch)
+        except ValueError as e:
+            failed.append((r, str(e).split("\n", 1)[1].split("\nput these files", 1)[0]))
+    if failed:
+        raise ValueError(
+            f"{what}: could not download {len(failed)} of the {len(resources)} files:\n"
+            + "\n".join(f"  {r.filename}:\n  {why}" for r, why in failed)
+            + "\n"
+            + _manual_help(directory, [r for r, _ in failed])
+        )
+    missing = [r for r in missing if r not in {f for f, _ in failed}]
     paths = []
     for r in resources:
         p = directory / r.filename

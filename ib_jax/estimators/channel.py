@@ -1,6 +1,6 @@
 """The weight-noise channel: I(X;T') and H(X|T') under noisy weights, in bits.
 
-The essay's argument (``shared/science/BRIEF.md``): a noisy update
+The essay's argument (``docs/science.md``): a noisy update
 t' = (w + zeta) x raises H(X|T'). This module measures it directly. Given a
 model ``apply_fn(params, x) -> sequence of layers (n, d_l)``, its parameters
 and n inputs (X uniform over them, H(X) = log2 n), we draw K weight

@@ -17,11 +17,13 @@ from ib_jax import bounds as B
 from ib_jax import data as D
 from ib_jax import models as M
 from ib_jax import registry as R
-from ib_jax.config import Config, check_int_ranges, from_hydra, safe_name
+from ib_jax.config import Config, check_int_ranges, from_hydra
 from ib_jax.estimators.layer_features import POLICIES
+from ib_jax.job.dirnames import safe_name
 from ib_jax.job.memory import check_fits
 from ib_jax.noise import schedules as S
 from ib_jax.noise.kinds import NoiseKind
+from ib_jax.report.plots import check_plots
 from ib_jax.train import optimizers as O
 from ib_jax.train.population import Population, population_grid
 from ib_jax.train.trainer import check_batch_size
@@ -48,6 +50,12 @@ def _check_top_level(c: Config) -> None:
     for key, v, lo in (("seeds", c.seeds, 1), ("steps", c.steps, 1), ("n_evals", c.n_evals, 1), ("evals_per_chunk", c.evals_per_chunk, 1)):
         if v < lo:
             raise ValueError(f"{key} must be >= {lo}, got {v}")
+    if c.on_version_change not in ("refuse", "resume"):
+        raise ValueError(f"on_version_change must be 'refuse' or 'resume', got {c.on_version_change!r}")
+    metric, _, how = str(c.objective).partition(":")
+    if not metric or how not in ("", "mean", "median", "min", "max"):
+        raise ValueError(f"objective must be <metric>[:mean|median|min|max] (e.g. test_loss, gap_loss:max), got {c.objective!r}")
+    check_plots(c)
     if c.probe_size < 0:
         raise ValueError(f"probe_size must be >= 0, got {c.probe_size}")
     if not c.diverge_factor > 1:
@@ -67,7 +75,11 @@ def noise_levels(c: Config, nk: NoiseKind) -> tuple[float, ...]:
         raise ValueError(f"noise.position must be 'gradient' or 'update', got {c.noise.position!r}")
     if nk.check is not None:
         nk.check(c.noise)
-    levels = tuple(float(x) for x in c.noise.snr)
+    grid = c.noise.snr if isinstance(c.noise.snr, (tuple, list)) else (c.noise.snr,)
+    bad = [x for x in grid if isinstance(x, bool) or not isinstance(x, (int, float))]
+    if bad:
+        raise ValueError(f"noise.snr must be a number or a list of numbers (the {nk.level_name} grid), got {list(grid)!r}")
+    levels = tuple(float(x) for x in grid)
     if not levels:
         raise ValueError("noise.snr must list at least one value")
     if nk.transform is None and nk.batch is None:

@@ -472,6 +472,7 @@ def record_or_check_config(
     fresh_hint: str = DEFAULT_FRESH_HINT,
     defaults: dict | None = None,
     migrate: Callable[[dict], dict] | None = None,
+    extra: dict | None = None,
 ) -> str:
     """Fix a job's configuration at its first launch; refuse a relaunch that changes it. Returns the fingerprint.
 
@@ -493,6 +494,9 @@ def record_or_check_config(
     ``migrate``: maps a recorded config of an older layout to the current one before comparing
     (:func:`ib_jax.config.migrate`), so an old job resumes when only the layout changed; the
     recorded file itself is never rewritten.
+
+    ``extra``: more top-level fields written beside the config at the first launch only (the
+    versions the job started under); neither fingerprinted nor compared.
     """
     path = os.path.join(job_dir, filename)
     new = drop_keys(cfg, ignore_keys)
@@ -506,6 +510,7 @@ def record_or_check_config(
                 "config": new,
                 "ignored_keys": list(ignore_keys),
                 "recorded_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                **(extra or {}),
             },
         )
         return fp

@@ -11,14 +11,22 @@ What a job writes in its output directory (the contract scripts rely on):
   ``"inf"`` / ``"-inf"`` (:mod:`ib_jax.job.records`);
 * ``summary.json``: per member its settings, final and matched-loss values, diverged or not;
   the markdown table (means with 95% intervals over seeds);
-* PNG plots; ``checkpoints/`` (orbax, newest two); ``wandb/`` (offline runs, one per member);
-  ``job.lock`` (who runs the job now).
+* ``summary.md``: every table of the job (the terminal gets the compact one);
+* ``job.log``: everything the job printed, launch after launch (:mod:`ib_jax.job.console`);
+* ``launches.jsonl``: one row per accepted launch: when, the evaluations already done, the library
+  versions, code version and device it ran under (:mod:`ib_jax.job.provenance`; the first
+  launch's are also in ``job_config.json``);
+* plots (``plots.formats``); ``checkpoints/`` (orbax, newest two); ``wandb/`` (offline runs, one per
+  member); ``job.lock`` (who runs the job now).
 
 Guarantees (each tested by injecting the fault in a subprocess, tests/test_faults.py):
 
 * one job per directory: an OS lock; a second launch exits at once naming the holder;
 * the config is fixed at the first launch: a relaunch with other values refuses before
-  any compute, names the differing keys, and changes no file;
+  any compute, names the differing keys, and changes no file; so does a relaunch with training
+  left under other versions of jax, jaxlib, flax, optax, numpy or Python (unless
+  ``on_version_change=resume``, which the launch row records); ``fresh=true`` moves the directory
+  aside (``<dir>~prev-<UTC time>``, nothing deleted) and starts afresh;
 * a killed or failed write never leaves a job that cannot resume: rows are appended in one
   write and rolled back on failure, a torn last line is cut on relaunch, and metrics rows
   are cut back to the newest intact checkpoint (a corrupted newest checkpoint falls back to
@@ -34,6 +42,7 @@ import errno
 import math
 import os
 import shlex
+import sys
 import time
 import warnings
 
@@ -48,15 +57,18 @@ from ib_jax.job import records as R
 from ib_jax.job import tracking
 from ib_jax.job.build import validate
 from ib_jax.job.checkpoints import Checkpoints
+from ib_jax.job.console import job_console, result_line
 from ib_jax.job.lock import JobLock
+from ib_jax.job.options import used_options
 from ib_jax.job.preemption import PreemptionGuard
+from ib_jax.job.provenance import library_changes, provenance
 from ib_jax.job.rows import metric_rows, read_metrics, rows_to_arrays
 from ib_jax.job.snapshots import save_snapshots
-from ib_jax.report import plots
-from ib_jax.report.summary import ib_frontier_for, level_statistics, summarize, summary_table
+from ib_jax.report import figures, plots
+from ib_jax.report.summary import console_table, ib_frontier_for, level_statistics, markdown_report, summarize, summary_table
 from ib_jax.train import Trainer, eval_steps
 
-__all__ = ["run", "setup_compilation_cache"]
+__all__ = ["run", "setup_compilation_cache", "objective", "move_aside"]
 
 
 def _hydra_output_dir() -> tuple[str | None, str | None, str]:
@@ -66,9 +78,19 @@ def _hydra_output_dir() -> tuple[str | None, str | None, str]:
     except Exception:  # noqa: BLE001 - not under hydra
         return None, None, "job"
     multirun = str(hc.mode) == "RunMode.MULTIRUN"
-    group_dir = hc.sweep.dir if multirun else hc.run.dir
+    # the group is the sweep: multirun/<sweep>/<setting>, or outputs/<name>/<setting> for one job
+    group_dir = hc.sweep.dir if multirun else os.path.dirname(os.path.normpath(hc.run.dir))
     job = f"{hc.job.name}-{hc.job.num}" if multirun else hc.job.name
     return hc.runtime.output_dir, os.path.basename(os.path.normpath(group_dir)), job
+
+
+def _model_label(c: Config) -> str:
+    """The model's preset name (``tishby_tanh``: hydra's choice of the ``model`` group), else its kind."""
+    try:
+        choice = HydraConfig.get().runtime.choices.get("model")
+    except Exception:  # noqa: BLE001 - not under hydra
+        choice = None
+    return str(choice) if choice else f"{c.model.kind}-{c.model.activation}"
 
 
 def setup_compilation_cache(c: Config) -> str | None:
@@ -140,14 +162,91 @@ def _unresumable(out: str, metrics_path: str, c: Config) -> str | None:
     )
 
 
+OBJECTIVE_REDUCTIONS = {"mean": np.mean, "median": np.median, "min": np.min, "max": np.max}
+
+
+def objective(summary: dict, spec: str) -> float:
+    """The float a sweeper minimizes or maximizes: ``<metric>[:<reduction>]`` over the members'
+    final values (``final/<metric>`` of ``summary["members"]``), diverged members included as NaN-free
+    only when finite. ``test_loss`` = the members' mean final test loss. NaN when no member has a finite
+    value (optuna records a failed trial for NaN)."""
+    metric, _, how = str(spec).partition(":")
+    how = how or "mean"
+    if how not in OBJECTIVE_REDUCTIONS:
+        raise ValueError(f"objective: unknown reduction {how!r} in {spec!r}; expected one of {sorted(OBJECTIVE_REDUCTIONS)}")
+    values = [m.get(f"final/{metric}") for m in summary.get("members", [])]
+    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return float(OBJECTIVE_REDUCTIONS[how](finite)) if finite else math.nan
+
+
+def move_aside(out: str) -> str | None:
+    """``fresh=true``: rename a job directory holding anything to ``<out>~prev-<UTC time>`` (nothing is
+    deleted), under its lock so a job running there is never moved; returns the new name or None."""
+    if not os.path.isdir(out) or not os.listdir(out):
+        return None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest, n = f"{os.path.normpath(out)}~prev-{stamp}", 1
+    while os.path.exists(dest):
+        n += 1
+        dest = f"{os.path.normpath(out)}~prev-{stamp}-{n}"
+    with JobLock(out), R.naming(out):  # raises JobLocked naming the holder when the job is running
+        os.rename(out, dest)
+    return dest
+
+
+def _recorded_evals(metrics_path: str) -> int:
+    if not os.path.exists(metrics_path):
+        return 0
+    return len({r.get("eval") for r in R.read_jsonl(metrics_path, repair=False, null=math.nan)})
+
+
+def _check_versions(out: str, c: Config, prov: dict, recorded_evals: int) -> tuple[str | None, list]:
+    """(a note to print, the library changes) for a relaunch; raises ValueError for a refused one.
+
+    Training left under other versions of the libraries that decide the numbers is refused unless
+    ``on_version_change=resume``; a complete job is only re-summarized, so it is never refused.
+    """
+    if not recorded_evals:
+        return None, []
+    try:
+        with open(os.path.join(out, R.CONFIG_FILE), encoding="utf-8") as f:
+            recorded = R.loads_strict(f.read()).get("provenance")
+    except (OSError, ValueError):
+        recorded = None
+    total = len(eval_steps(c.steps, c.n_evals, c.eval_schedule))
+    changes = library_changes(recorded, prov)
+    shown = ", ".join(f"{d} {a} -> {b}" for d, a, b in changes)
+    if recorded_evals >= total:
+        code = "" if not recorded or recorded.get("code") == prov["code"] else f", code {recorded.get('code')} -> {prov['code']}"
+        return (
+            f"[ib-jax] {out} is complete ({total} evaluations{'; recorded under ' + shown if shown else ''}{code}): "
+            "nothing is retrained, the summary and plots are redrawn from its records; fresh=true runs it afresh",
+            changes,
+        )
+    if changes and c.on_version_change != "resume":
+        raise ValueError(
+            f"{out}: the job has {total - recorded_evals} of {total} evaluations left and was started under other library "
+            f"versions ({shown}; recorded in {R.CONFIG_FILE}). JAX's random streams and XLA's numerics change across "
+            "versions, so the resumed job would not equal an uninterrupted one; nothing was started or changed. "
+            "Relaunch with on_version_change=resume to resume anyway (launches.jsonl records it), with fresh=true to "
+            "start afresh, or under the recorded versions."
+        )
+    if changes:
+        return f"[ib-jax] resuming under other library versions ({shown}); launches.jsonl records it", changes
+    if recorded and recorded.get("code") != prov["code"]:
+        return f"[ib-jax] resuming under another code version: {recorded.get('code')} -> {prov['code']}", changes
+    return None, changes
+
+
 def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
     """Run one job; return its summary (and write the files listed in the module docstring).
 
     Order of operations (each a guarantee of the module docstring): validate every value ->
-    lock the directory -> check the config against the first launch's -> repair a torn
-    metrics line -> restore the newest intact checkpoint -> cut metrics back to it -> rebuild
-    wandb from metrics -> compile -> train chunk by chunk (append rows, log, checkpoint;
-    stop at a chunk boundary on SIGTERM/SIGUSR1/SIGUSR2) -> summary, table, plots.
+    (``fresh``: move the directory aside) -> lock the directory -> check the config and versions
+    against the first launch's -> record the launch -> repair a torn metrics line -> restore the
+    newest intact checkpoint -> cut metrics back to it -> rebuild wandb from metrics -> compile ->
+    train chunk by chunk (append rows, log, checkpoint; stop at a chunk boundary on
+    SIGTERM/SIGUSR1/SIGUSR2) -> summary, tables, plots.
     """
     try:
         built = validate(cfg)  # every check before any compute (and before any file is touched)
@@ -156,37 +255,66 @@ def run(cfg: DictConfig | Config, output_dir: str | None = None) -> dict:
     c = built.config
     hydra_dir, hydra_group, job_name = _hydra_output_dir()
     out = output_dir or c.paths.output_dir or hydra_dir or os.path.join("outputs", c.name)
+    moved = move_aside(out) if c.fresh else None
     with R.naming(out):
         os.makedirs(out, exist_ok=True)
     if not os.access(out, os.W_OK):  # a read-only mount or no permission: say so before the lock file fails
         raise PermissionError(errno.EACCES, "the output directory is not writable (a read-only file system or no write permission)", out)
     metrics_path = os.path.join(out, "metrics.jsonl")
     job_cfg = to_dict(c)
+    prov = provenance()
     with JobLock(out) as lock:
         try:
             if not c.resume and _has_results(out, metrics_path):
                 raise ValueError(
-                    f"resume=false but {out} already holds results; choose another hydra.run.dir (results are never overwritten)"
+                    f"resume=false but {out} already holds results; choose another hydra.run.dir or relaunch with fresh=true "
+                    "(which moves them aside; results are never overwritten)"
                 )
             problem = _unresumable(out, metrics_path, c) if c.resume else None
             if problem:
                 raise ValueError(problem)
             fingerprint = R.record_or_check_config(
-                out, job_cfg, ignore_keys=RESULT_NEUTRAL_KEYS, defaults=to_dict(Config()), migrate=migrate
+                out,
+                job_cfg,
+                ignore_keys=RESULT_NEUTRAL_KEYS,
+                defaults=to_dict(Config()),
+                migrate=migrate,
+                extra={"provenance": prov},
             )
+            recorded = _recorded_evals(metrics_path)
+            note, changes = _check_versions(out, c, prov, recorded)
         except ValueError as e:
             lock.release(restore=True)  # a refused launch leaves every file as it was, job.lock included
             raise ConfigError(str(e)) from e
         _write_hydra_record(out, job_cfg)
-        ckpt = Checkpoints(os.path.join(out, "checkpoints")) if c.checkpoint else None
-        try:
-            return _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_group, job_name)
-        finally:
-            if ckpt is not None:
-                ckpt.close()
+        launch = {
+            "launched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "evaluations_done": recorded,
+            "provenance": prov,
+            "library_changes": [list(x) for x in changes],
+            "on_version_change": c.on_version_change if changes else None,
+            "fresh_moved_to": moved,
+        }
+        R.append_jsonl(os.path.join(out, "launches.jsonl"), [launch])
+        with job_console(out, quiet=c.quiet, header=f"{job_name} in {os.path.abspath(out)} ({prov['code']})"):
+            if moved:
+                print(f"[ib-jax] fresh=true: the earlier contents of {out} were moved to {moved}")
+            if note:
+                print(note)
+            ckpt = Checkpoints(os.path.join(out, "checkpoints")) if c.checkpoint else None
+            try:
+                summary = _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_group, job_name, prov)
+            finally:
+                if ckpt is not None:
+                    ckpt.close()
+            result_line(
+                f"[ib-jax] done: {summary['output_dir']} ({len(summary['members'])} members, "
+                f"objective {c.objective} = {objective(summary, c.objective):.6g}, {summary['wall_time_s']:.1f} s)"
+            )
+            return summary
 
 
-def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_group, job_name) -> dict:
+def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_group, job_name, prov) -> dict:
     level_name = built.noise_kind.level_name
     t0 = time.time()
     cache_dir = setup_compilation_cache(c)
@@ -230,12 +358,20 @@ def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_g
         job_name=job_name,
         output_dir=out,
         members=members,
-        job_config={**job_cfg, "noise_kind": c.noise.kind, "config_fingerprint": fingerprint},
+        job_config={**R.drop_keys(used_options(c), RESULT_NEUTRAL_KEYS), "config_fingerprint": fingerprint},
         history=read_metrics(metrics_path) if os.path.exists(metrics_path) else [],
+        level_name=level_name,
+        labels={
+            "setting": os.path.basename(os.path.normpath(out)),
+            "model": _model_label(c),
+            "dataset": c.dataset.name,
+            "noise_kind": c.noise.kind,
+            "versions": {**prov["versions"], "python": prov["python"], "code": prov["code"], **prov["device"]},
+        },
     )
     compile_s = trainer.compile(states, k) if done < len(gaps) else 0.0
     bar = None
-    if c.logger.progress:
+    if c.logger.progress and not c.quiet:
         from tqdm.auto import tqdm  # optional at import time: only a job with a progress bar needs it
 
         bar = tqdm(
@@ -244,6 +380,7 @@ def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_g
             desc=f"{job_name} ({len(members)} members)",
             unit="step",
             dynamic_ncols=True,
+            file=getattr(sys.stderr, "terminal", sys.stderr),  # the terminal, not job.log (a bar is redrawn in place)
         )
     with PreemptionGuard() as guard:
         chunks = trainer.chunks(states, start=done, evals_per_chunk=k)
@@ -282,34 +419,22 @@ def _run_locked(c, built, out, metrics_path, ckpt, job_cfg, fingerprint, hydra_g
                 f"evaluations in {out}; relaunch the same command to resume"
             )
         # training is complete: a signal now only waits for the summary (seconds) to be written
-        summary = _finish(c, built, out, metrics_path, members, layer_names, states, wb, level_name, t0, compile_s, cache_dir)
+        summary = _finish(c, built, out, metrics_path, members, layer_names, states, wb, level_name, t0, compile_s, cache_dir, prov)
         if guard.requested:
             print(f"[ib-jax] signal {guard.signal.name} received after training finished; the job is complete")
         return summary
 
 
-def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level_name, t0, compile_s, cache_dir) -> dict:
+def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level_name, t0, compile_s, cache_dir, prov) -> dict:
     """Everything here is derived from metrics.jsonl: the single record, also across resumes."""
     all_steps, metrics = rows_to_arrays(read_metrics(metrics_path), len(members), layer_names)
     diverged = np.asarray(states.diverged)
     summaries = summarize(all_steps, metrics, members, layer_names, diverged, np.asarray(states.diverged_step), level_name)
-    names = c.estimator.names
-    estimator = (
-        next((e for e in names if e.startswith("binning")), None)
-        or next((e for e in names if f"{e}/i_xt" in metrics and f"{e}/i_ty" in metrics), None)
-        or (names[0] if names else None)
-    )
-    title = plots.describe(c, estimator)
+    estimator = plots.select_estimator(c.estimator.names, metrics, c.plots.estimator)
     images = []
     try:
-        if estimator:
-            frontier = ib_frontier_for(built.dataset, kind=c.dataset.name, n_info=c.estimator.n_info, info_seed=c.estimator.info_seed)
-            images += plots.information_planes(
-                metrics, all_steps, members, layer_names, out, estimator, level_name, title=title, frontier=frontier
-            )
-            images += plots.conditional_entropy_vs_step(metrics, all_steps, members, layer_names, out, estimator, level_name, title=title)
-        images += plots.gap_vs_level(metrics, members, out, level_name, title=title)
-        images += plots.bounds_vs_level(metrics, members, out, level_name, title=title)
+        frontier = ib_frontier_for(built.dataset, kind=c.dataset.name, n_info=c.estimator.n_info, info_seed=c.estimator.info_seed)
+        images = figures.job_figures(c, metrics, all_steps, members, layer_names, out, level_name, frontier=frontier)
     except Exception as e:  # noqa: BLE001 - a plot never costs the records
         warnings.warn(f"plots: {type(e).__name__}: {e}; the records are complete without them", stacklevel=2)
     table = summary_table(summaries, layer_names, level_name, estimator or "binning")
@@ -328,8 +453,23 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
         "bounds_skipped": B.applicable(c)[1],  # the listed bounds whose assumptions this job does not meet, with why
         "wandb_run_ids": wb.ids if c.logger.wandb else [],
         "wandb_dir": os.path.abspath(os.path.join(out, "wandb")) if c.logger.wandb else None,
+        "provenance": prov,  # the versions and device of the launch that finished the job (launches.jsonl: every launch)
     }
     R.atomic_write_json(os.path.join(out, "summary.json"), summary)
+    report = markdown_report(
+        summaries,
+        layer_names,
+        level_name,
+        estimator or "binning",
+        title=plots.describe(c, estimator),
+        notes=[
+            f"job: `{os.path.abspath(out)}`",
+            f"wall time {summary['wall_time_s']:.1f} s, compile {summary['compile_time_s']:.1f} s",
+            f"code {prov['code']}, jax {prov['versions'].get('jax')}, device {prov['device']['device_kind']}",
+        ],
+        images=[os.path.basename(p) for p in images if p.endswith(".png")],
+    )
+    R.atomic_write_text(os.path.join(out, "summary.md"), report + "\n")
     planes = []
     for s in summaries:
         i = s["member"]
@@ -341,13 +481,16 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
                     if math.isfinite(x) and math.isfinite(y):
                         plane.append({"step": int(st), "layer": layer, "i_xt": float(x), "i_ty": float(y)})
         planes.append(plane)
-    wb.finish(summaries, images if c.logger.log_images else [], planes)
-    print(f"\n{table}\n")
+    pngs = [p for p in images if p.endswith(".png")]  # wandb shows raster images; the job's plots go to one run
+    wb.finish(summaries, pngs if c.logger.log_images else [], planes)
+    print(f"\n{console_table(summaries, layer_names, level_name, estimator or 'binning')}\n")
     if summary["diverged_members"]:
         print(f"[ib-jax] diverged members: {summary['diverged_members']} (masked from their divergence step)")
     print(f"[ib-jax] wrote {metrics_path} and summary.json in {summary['output_dir']}")
-    for p in summary["plots"]:
-        print(f"[ib-jax] plot: {p}")
+    if images:
+        stems = sorted({os.path.splitext(os.path.basename(p))[0] for p in images})
+        kinds = sorted({os.path.splitext(p)[1].lstrip(".") for p in images})
+        print(f"[ib-jax] plots ({', '.join(kinds)}) in {summary['output_dir']}: {', '.join(stems)}")
     if summary["wandb_dir"]:
         print(
             f"[ib-jax] wandb runs ({c.logger.mode}): {summary['wandb_dir']}  (upload: wandb sync {shlex.quote(summary['wandb_dir'])}/offline-run-*)"

@@ -79,6 +79,48 @@ def _payload(row: dict) -> dict:
     return out
 
 
+def member_config(job_config: dict, member: dict, level_name: str, labels: dict) -> tuple[dict, str]:
+    """(wandb run config, run name) of one member.
+
+    The config is the job's (the options of the parts in use, :func:`ib_jax.job.options.used_options`)
+    with ``noise.snr`` (the whole grid) replaced by the member's own level under its kind's name
+    (``noise.sigma`` for fixed noise, ``noise.p`` for label noise...) and the grid kept as
+    ``noise.grid``; top-level keys name what a wandb table groups by: the member's level under its
+    kind's name, ``seed``, ``member``, ``noise_kind``, ``model``, ``dataset``, ``setting`` (the job's
+    overrides), plus the job's ``versions``. The name reads
+    ``<dataset>/<model>/<kind> <level_name>=<level>/s<seed>``.
+    """
+    cfg = json.loads(json.dumps(job_config, default=str))  # a deep, plain copy
+    noise = dict(cfg.get("noise", {}))
+    grid = noise.pop("snr", None)
+    level = member["level"]
+    noise[level_name] = level
+    if grid is not None:
+        noise["grid"] = grid
+    cfg["noise"] = noise
+    kind = labels.get("noise_kind", noise.get("kind", "noise"))
+    model = labels.get("model", cfg.get("model", {}).get("kind", "model"))
+    dataset = labels.get("dataset", cfg.get("dataset", {}).get("name", "data"))
+    cfg.update(
+        {
+            level_name: level,
+            "seed": member["seed"],
+            "member": member["member"],
+            "noise_kind": kind,
+            "model": model,
+            "dataset": dataset,
+            "setting": labels.get("setting"),
+            **{f"member/{k}": v for k, v in member.items() if k not in ("member", "seed", "level")},
+            **({"versions": labels["versions"]} if "versions" in labels else {}),
+        }
+    )
+    # the schema's model group stays under model_config (the top-level "model" is the preset's name)
+    cfg["model_config"] = job_config.get("model")
+    cfg["dataset_config"] = job_config.get("dataset")
+    name = f"{dataset}/{model}/{kind} {level_name}={level:g}/s{member['seed']}"
+    return cfg, name
+
+
 class WandbPopulation:
     """wandb runs for the members of one job, replayed from ``history`` then fed live rows.
 
@@ -107,6 +149,8 @@ class WandbPopulation:
         job_config: dict,
         history: Sequence[dict] | None = None,
         wandb_module: Any = None,
+        level_name: str = "snr",
+        labels: dict | None = None,
     ):
         self.enabled = bool(enabled) and mode != "disabled"
         self.mode = mode
@@ -128,13 +172,13 @@ class WandbPopulation:
                 if history is not None:
                     for d in offline_run_dirs(output_dir, run_id):
                         shutil.rmtree(d)  # replaced by a fresh run holding the whole history (see module docstring)
-                cfg = {**job_config, **{f"member/{k}": v for k, v in m.items()}, "snr": m["level"], "seed": m["seed"]}
+                cfg, name = member_config(job_config, m, level_name, labels or {})
                 run = wandb_module.init(
                     project=project,
                     entity=entity,
                     group=group,
-                    job_type=job_name,
-                    name=f"{job_name}-m{m['member']:03d}-snr{m['level']:g}-s{m['seed']}",
+                    job_type=(labels or {}).get("setting", job_name),
+                    name=name,
                     id=run_id,
                     resume="allow" if mode == "online" else None,
                     dir=output_dir,
@@ -215,8 +259,10 @@ class WandbPopulation:
             return
         try:
             wandb = self._wandb
-            for run, summary, plane in zip(self.runs, summaries, planes):
-                imgs = {os.path.splitext(os.path.basename(p))[0]: wandb.Image(p) for p in images}  # media belong to one run
+            for i, (run, summary, plane) in enumerate(zip(self.runs, summaries, planes)):
+                # the job's figures show every member: logged once, to the first member's run (wandb's
+                # media belong to one run; 64 copies of each PNG would outweigh the metrics)
+                imgs = {f"job/{os.path.splitext(os.path.basename(p))[0]}": wandb.Image(p) for p in images} if i == 0 else {}
                 for k, v in summary.items():
                     if isinstance(v, (int, float, bool, str)) or v is None:
                         run.summary[k] = v
@@ -300,3 +346,34 @@ def read_offline_history(run_dir: str) -> list[dict]:
         if rec.WhichOneof("record_type") == "history":
             rows.append({(it.key or "/".join(it.nested_key)): json.loads(it.value_json) for it in rec.history.item})
     return rows
+
+
+def read_offline_run(run_dir: str) -> dict:
+    """The run record of an offline wandb run directory: ``{"name", "group", "job_type", "config"}``
+    (config values decoded from wandb's JSON; ``config`` merges the run record's and later config
+    updates). For checks and tests, like :func:`read_offline_history`."""
+    from wandb.proto import wandb_internal_pb2
+
+    files = glob.glob(os.path.join(glob.escape(run_dir), "run-*.wandb"))
+    if len(files) != 1:
+        raise ValueError(f"{run_dir}: expected one run-*.wandb file, found {len(files)}")
+    with open(files[0], "rb") as f:
+        data = f.read()
+    out: dict = {"config": {}}
+
+    def _config(items) -> None:
+        for it in items:
+            key = it.key or "/".join(it.nested_key)
+            value = json.loads(it.value_json)
+            out["config"][key] = value.get("value", value) if isinstance(value, dict) and set(value) <= {"value", "desc"} else value
+
+    for raw in _records(data):
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(raw)
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            out.update(name=rec.run.display_name, group=rec.run.run_group, job_type=rec.run.job_type)
+            _config(rec.run.config.update)
+        elif kind == "config":
+            _config(rec.config.update)
+    return out

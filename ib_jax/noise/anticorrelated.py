@@ -141,4 +141,6 @@ def anticorrelated(snr: optax.ScalarOrSchedule, key: Any, *, scope: str = "globa
 
 
 # Orvieto et al. 2022 (Anti-PGD): n_t = s_t (z_t - z_{t-1}), E||n_t||^2 = ||g||^2 / snr
-register_noise("anticorrelated", lambda level, key, cfg: anticorrelated(level, key, scope=cfg.scope), check=check_scope)
+register_noise(
+    "anticorrelated", lambda level, key, cfg: anticorrelated(level, key, scope=cfg.scope), check=check_scope, reads=("position", "scope")
+)

@@ -125,4 +125,5 @@ register_noise(
     "cone",
     lambda level, key, cfg: cone(level, key, mode=cfg.mode, scope=cfg.scope, preserve_norm=cfg.preserve_norm),
     check=_check_cone,
+    reads=("position", "mode", "scope", "preserve_norm"),
 )

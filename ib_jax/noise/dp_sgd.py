@@ -81,4 +81,5 @@ register_noise(
     sampling="without_replacement",
     gaussian_std=lambda level, cfg, batch_size: level * cfg.clip / batch_size,
     norm_bound=lambda cfg: cfg.clip,
+    reads=("position", "clip"),
 )

@@ -56,4 +56,5 @@ register_noise(
     valid_level=lambda v: v >= 0 and math.isfinite(v),
     total_noise="sigma",
     gaussian_std=lambda level, cfg, batch_size: level,  # data-independent N(0, sigma^2 I)
+    reads=("position",),
 )

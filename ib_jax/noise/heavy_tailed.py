@@ -172,4 +172,9 @@ def _check_alpha_conf(cfg) -> None:
 
 
 # Simsekli et al. 2019: symmetric alpha-stable, c = ||g|| / sqrt(2 D snr); for alpha < 2 snr is a scale ratio
-register_noise("heavy_tailed", lambda level, key, cfg: heavy_tailed(level, key, alpha=cfg.alpha, scope=cfg.scope), check=_check_alpha_conf)
+register_noise(
+    "heavy_tailed",
+    lambda level, key, cfg: heavy_tailed(level, key, alpha=cfg.alpha, scope=cfg.scope),
+    check=_check_alpha_conf,
+    reads=("position", "alpha", "scope"),
+)

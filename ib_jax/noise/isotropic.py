@@ -45,4 +45,4 @@ def isotropic(snr: optax.ScalarOrSchedule, key: Any, *, scope: str = "global") -
     return _make_transform(draw, snr, key, scope)
 
 
-register_noise("isotropic", lambda level, key, cfg: isotropic(level, key, scope=cfg.scope), check=check_scope)
+register_noise("isotropic", lambda level, key, cfg: isotropic(level, key, scope=cfg.scope), check=check_scope, reads=("position", "scope"))

@@ -59,6 +59,9 @@ class NoiseKind(NamedTuple):
         noisy-iterative bound (:mod:`ib_jax.bounds.noisy_iterative`) needs it.
       norm_bound: ``cfg -> L``: a bound the kind itself puts on the noiseless gradient's norm
         (DP-SGD's clipping), or None (then ``optimizer.clip_norm`` must give one).
+      reads: the ``noise.*`` options the kind reads besides ``kind`` and the level grid
+        (``position``, ``scope``, ``alpha``...): records and wandb show only these; None (a plug-in
+        that does not say) = all of them.
     """
 
     transform: Callable[..., optax.GradientTransformation] | None = None
@@ -72,6 +75,7 @@ class NoiseKind(NamedTuple):
     sampling: str = "iid"
     gaussian_std: Callable[[float, Any, int], float] | None = None
     norm_bound: Callable[[Any], float] | None = None
+    reads: tuple[str, ...] | None = None
 
 
 def register_noise(name: str, transform=None, **kwargs) -> NoiseKind:
@@ -91,4 +95,4 @@ def check_scope(cfg) -> None:
         raise ValueError(f"noise.scope must be one of {SCOPES}, got {cfg.scope!r}")
 
 
-register_noise("none", None, level_doc="is ignored (no noise)", valid_level=lambda v: True)
+register_noise("none", None, level_doc="is ignored (no noise)", valid_level=lambda v: True, reads=())

@@ -66,4 +66,5 @@ register_noise(
     level_name="p",
     level_doc="must be a replacement probability p in [0, 1] (0 = clean labels)",
     valid_level=lambda v: 0.0 <= v <= 1.0,
+    reads=(),
 )

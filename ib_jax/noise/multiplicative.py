@@ -89,4 +89,4 @@ def _multiplicative(key, y, level, n_classes, cfg):
 
 
 # Wu et al. 2020: loss mean_i w_i l_i, E w = 1, Var w = 1/snr (the weights' power SNR)
-register_noise("multiplicative", None, batch=_multiplicative, check=_check_variant)
+register_noise("multiplicative", None, batch=_multiplicative, check=_check_variant, reads=("variant",))

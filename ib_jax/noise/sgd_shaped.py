@@ -71,4 +71,4 @@ def sgd_shaped(snr: optax.ScalarOrSchedule, key: Any) -> optax.GradientTransform
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-register_noise("sgd_shaped", lambda level, key, cfg: sgd_shaped(level, key), per_example_grads=True)
+register_noise("sgd_shaped", lambda level, key, cfg: sgd_shaped(level, key), per_example_grads=True, reads=("position",))

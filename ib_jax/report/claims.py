@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ib_jax.report.summary import interval_cell, paired_cell, reference_level, trajectory_flags
+from ib_jax.report.stats import interval_cell, markdown_table, paired_cell, trajectory_flags
+from ib_jax.report.summary import reference_level
 from ib_jax.report.verdicts import (
     INCONCLUSIVE,
     RULE_BAND,
@@ -148,15 +149,13 @@ def claim1(members: Sequence[dict], level_name: str, route: Route, *, conf: floa
                 f"note: the reference members reach the matched loss within the first 5% of the {final} steps: "
                 "some member's loss stayed high, and this comparison is one of early training, not of trained networks"
             )
-    detail += [
-        "",
-        f"| layer | {level_name}={_lv(ref)} | {level_name}={_lv(lv)} | paired Δ [{_conf(conf)}] | verdict |",
-        "| --- | --- | --- | --- | --- |",
-    ]
+    table = []
     for layer in layers_of(sel, prefix):
         la, lb, _ = paired_levels(members, level_name, lv, ref, f"{prefix}/{layer}")
         e = paired_effect(la, lb, conf)
-        detail.append(f"| {layer} | {_mean_cell(lb)} | {_mean_cell(la)} | {_cell(e)} | {directional_verdict(e, -1)} |")
+        table.append([layer, _mean_cell(lb), _mean_cell(la), _cell(e), directional_verdict(e, -1)])
+    headers = ["layer", f"{level_name}={_lv(ref)}", f"{level_name}={_lv(lv)}", f"paired Δ [{_conf(conf)}]", "verdict"]
+    detail += [""] + markdown_table(headers, table)
     return Row(1, route.name, measure, eff, directional_verdict(eff, -1), RULE_DIRECTIONAL + "; claimed side: < 0", tuple(detail))
 
 
@@ -250,9 +249,8 @@ def batch_snr_slope(batch_sizes, snrs, seeds, route: str, *, band=(0.8, 1.2), co
         y = np.where((s > 0) & np.isfinite(s), np.log(s), np.nan)
     slopes = group_slopes(np.log(b), y, np.asarray(seeds))
     eff = mean_effect(slopes, conf, null=1.0)
-    detail = ["| B | SNR_B mean [95% t-interval over seeds] |", "| --- | --- |"]
-    for v in sorted(set(b.tolist())):
-        detail.append(f"| {v:g} | {_mean_cell(s[b == v], 4)} |")
+    table = [[f"{v:g}", _mean_cell(s[b == v], 4)] for v in sorted(set(b.tolist()))]
+    detail = markdown_table(["B", "SNR_B mean [95% t-interval over seeds]"], table)
     detail += ["", f"per-seed slopes: {[round(float(v), 3) for v in slopes]}"]
     return Row(
         3,
@@ -272,30 +270,24 @@ def fits_and_compresses(
     ``level`` (:func:`ib_jax.report.summary.trajectory_flags`), from the summaries' trajectory keys."""
     ss = [m for m in members if float(m[level_name]) == level and not m.get("diverged")]
     ty = ty_estimator or estimator
-    out = [
-        f"| layer | start | peak | end | end - peak | compresses | fits (I(T;Y) from {ty}) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    out = []
     for layer in layers_of(ss, f"peak/{estimator}/i_xt"):
         col = {k: np.array([_get(m, f"{k}/{estimator}/i_xt/{layer}") for m in ss]) for k in ("start", "peak", "final")}
         sty = np.array([_get(m, f"start/{ty}/i_ty/{layer}") for m in ss])
         ety = np.array([_get(m, f"final/{ty}/i_ty/{layer}") for m in ss])
         f = trajectory_flags(col["start"], col["peak"], col["final"], sty, ety)
-        out.append(
-            f"| {layer} | {interval_cell(col['start'])} | {interval_cell(col['peak'])} | {interval_cell(col['final'])} | "
-            f"{paired_cell(col['final'], col['peak'])} | {f['compresses']} | {f['fits']} |"
-        )
-    return out if len(out) > 2 else []
+        cells = [interval_cell(col[k]) for k in ("start", "peak", "final")]
+        out.append([layer, *cells, paired_cell(col["final"], col["peak"]), f["compresses"], f["fits"]])
+    headers = ["layer", "start", "peak", "end", "end - peak", "compresses", f"fits (I(T;Y) from {ty})"]
+    return markdown_table(headers, out) if out else []
 
 
 def verdict_table(rows: Sequence[Row]) -> list[str]:
     """The report's main table: one line per (claim, route, measure), in claim order."""
     rows = sorted(rows, key=lambda r: r.claim)  # stable: routes keep their order within a claim
-    out = ["| claim | route | effect | mean | interval | n | p | verdict |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    out = []
     for r in rows:
         mean, iv = format_effect(r.effect)
         p = f"{r.effect.p_value:.2g}" if math.isfinite(r.effect.p_value) else "n/a"
-        out.append(
-            f"| {r.claim} | {r.route} | {r.measure} | {mean} | {iv} ({_conf(r.effect.conf)}) | {r.effect.n} | {p} | **{r.verdict}** |"
-        )
-    return out
+        out.append([str(r.claim), r.route, r.measure, mean, f"{iv} ({_conf(r.effect.conf)})", str(r.effect.n), p, f"**{r.verdict}**"])
+    return markdown_table(["claim", "route", "effect", "mean", "interval", "n", "p", "verdict"], out)

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import textwrap
 import warnings
 from collections.abc import Sequence
 
@@ -34,12 +36,25 @@ from ib_jax import registry as R
 from ib_jax.data.dataset import information_subset
 from ib_jax.estimators.ib_bound import ib_frontier
 from ib_jax.report import plots
-from ib_jax.report.stats import finite_or_none, paired_difference, t_interval
+from ib_jax.report.stats import (
+    bound_cell,
+    finite_or_none,
+    interval_cell,
+    markdown_table,
+    paired_cell,
+    paired_difference,
+    pm_cell,
+    t_interval,
+    trajectory_flags,
+)
 
 __all__ = [
     "matched_loss_index",
     "summarize",
     "summary_table",
+    "console_table",
+    "markdown_report",
+    "bounds_table",
     "reference_level",
     "interval_cell",
     "paired_cell",
@@ -171,29 +186,6 @@ def _n_finite(v) -> int:
     return int(np.isfinite(v).sum())
 
 
-def interval_cell(values, digits: int = 3) -> str:
-    """``mean [lo, hi]`` (95% t-interval over the finite values), ``mean (n=1)``, or ``n/a``."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if len(v) == 0:
-        return "n/a"
-    if len(v) == 1:
-        return f"{v[0]:.{digits}f} (n=1)"
-    m, lo, hi = (float(x) for x in t_interval(v, conf=CONF))
-    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
-def paired_cell(a, b, digits: int = 3) -> str:
-    """Paired difference a - b: ``mean [lo, hi] p=...`` (95% paired-t), ``mean (n=1)``, or ``n/a``."""
-    d = paired_difference(np.asarray(a, float), np.asarray(b, float), conf=CONF)
-    n = int(d.n)
-    if n == 0:
-        return "n/a"
-    if n == 1:
-        return f"{float(d.mean):+.{digits}f} (n=1)"
-    return f"{float(d.mean):+.{digits}f} [{float(d.lo):+.{digits}f}, {float(d.hi):+.{digits}f}] p={float(d.p_value):.2g}"
-
-
 def paired_by_seed(
     summaries, level_name: str, level: float, ref: float, key: str, key_ref: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -258,32 +250,6 @@ def level_statistics(summaries, layer_names, level_name: str, keys: Sequence[str
     return {"conf": CONF, "interval": "Student t over seeds (paired t for differences)", "reference": ref, "levels": rows}
 
 
-def trajectory_flags(start, peak, end, start_ty=None, end_ty=None) -> dict:
-    """Whether a layer compresses and fits, from per-member values (NaN: missing).
-
-    * compresses: the paired 95% t-interval of ``end - peak`` lies below 0, i.e. the mean end
-      is below the mean at the peak evaluation by more than the interval's half-width;
-    * fits: the paired 95% t-interval of ``end_ty - start_ty`` lies above 0 (I(T;Y) rises).
-
-    Returns ``{"compresses": "yes"|"no"|"n=1"|"n/a", "fits": ..., "drop": PairedDifference,
-    "rise": PairedDifference or None}``. With one member no interval exists: ``n=1``.
-    """
-    drop = paired_difference(np.asarray(end, float), np.asarray(peak, float), conf=CONF)
-
-    def flag(d, direction):
-        n = int(d.n)
-        if n == 0:
-            return "n/a"
-        if n == 1:
-            return "n=1"
-        return "yes" if (float(d.hi) < 0 if direction < 0 else float(d.lo) > 0) else "no"
-
-    rise = None
-    if start_ty is not None and end_ty is not None:
-        rise = paired_difference(np.asarray(end_ty, float), np.asarray(start_ty, float), conf=CONF)
-    return {"compresses": flag(drop, -1), "fits": flag(rise, +1) if rise is not None else "n/a", "drop": drop, "rise": rise}
-
-
 def _trajectory_estimators(summaries) -> list[str]:
     return sorted({k.split("/")[1] for s in summaries for k in s if k.startswith(f"{PEAK}/") and k.split("/")[2] == "i_xt"})
 
@@ -299,15 +265,13 @@ def _trajectory_table(summaries, layer_names, level_name, est: str) -> list[str]
         )
     )
     ty_note = "" if ty_est in (est, None) else f" (I(T;Y) from {ty_est})"
-    lines = [
+    caption = (
         f"I(X;T) trajectory per layer, {est}{ty_note}: mean [95% t-interval over members] at the first evaluation, at the peak "
         "(the evaluation where the level's mean is highest) and at the end. compresses = yes when the paired 95% t-interval "
         "of end - peak lies below 0 (the end is below the peak by more than its half-width); fits = yes when the paired 95% "
-        "t-interval of I(T;Y) end - start lies above 0; n=1: one member, no interval",
-        "",
-        f"| {level_name} | layer | start | peak (step) | end | end - peak | compresses | fits |",
-        "|" + " --- |" * 8,
-    ]
+        "t-interval of I(T;Y) end - start lies above 0; n=1: one member, no interval"
+    )
+    rows = []
     for lv in _levels(summaries, level_name):
         ss = [s for s in summaries if s[level_name] == lv and not s["diverged"]]
         for layer in layer_names:
@@ -324,68 +288,178 @@ def _trajectory_table(summaries, layer_names, level_name, est: str) -> list[str]
                 _values(ss, f"{START}/{ty_est}/i_ty/{layer}") if ty_est else None,
                 _values(ss, f"final/{ty_est}/i_ty/{layer}") if ty_est else None,
             )
-            lines.append(
-                f"| {plots.level_label(lv)} | {layer} | {interval_cell(start)} | {interval_cell(peak)} ({','.join(str(x) for x in sorted(steps))}) "
-                f"| {interval_cell(end)} | {paired_cell(end, peak)} | {f['compresses']} | {f['fits']} |"
-            )
-    return lines
+            peak_cell = f"{interval_cell(peak)} ({','.join(str(x) for x in sorted(steps))})"
+            rows.append([plots.level_label(lv), layer, interval_cell(start), peak_cell, interval_cell(end), paired_cell(end, peak)])
+            rows[-1] += [f["compresses"], f["fits"]]
+    headers = [level_name, "layer", "start", "peak (step)", "end", "end - peak", "compresses", "fits"]
+    return [caption, ""] + markdown_table(headers, rows)
+
+
+_CI = "mean [95% t-interval over seeds: mean ± t(0.975, n-1) s/√n]; n=1: one seed, no interval"
+
+
+def _h(estimator, stage, layer) -> str:
+    return f"{stage}/{estimator}/h_x_given_t/{layer}"
+
+
+def _sections(summaries, layer_names, level_name, estimator, trajectories) -> list[tuple[str, list[str]]]:
+    """``[(heading, [caption, "", table lines...]), ...]``: the sections of :func:`summary_table`."""
+    levels = _levels(summaries, level_name)
+    hx = [f"H(X|T) {l}" for l in layer_names]
+    rows = []
+    for lv in levels:
+        ss = [s for s in summaries if s[level_name] == lv and not s["diverged"]]
+        n_div = sum(1 for s in summaries if s[level_name] == lv and s["diverged"])
+        cells = [plots.level_label(lv), f"{len(ss)}" + (f" ({n_div} diverged)" if n_div else "")]
+        cells += [
+            interval_cell(_values(ss, k))
+            for k in ["final/gap_loss", "final/gap_accuracy"] + [_h(estimator, "final", l) for l in layer_names]
+        ]
+        rows.append(cells)
+    out = [("Final values", [f"final values, {_CI}", ""] + markdown_table([level_name, "seeds", "gap loss", "gap acc"] + hx, rows))]
+    level = next((s["matched/train_loss_level"] for s in summaries if "matched/train_loss_level" in s), None)
+    if level is not None:
+        rows = []
+        for lv in levels:
+            ss = [s for s in summaries if s[level_name] == lv and "matched/step" in s]
+            cells = [plots.level_label(lv), interval_cell(_values(ss, "matched/step"), 0), interval_cell(_values(ss, "matched/gap_loss"))]
+            rows.append(cells + [interval_cell(_values(ss, _h(estimator, "matched", l))) for l in layer_names])
+        caption = f"at matched training loss (first evaluation with train loss <= {level:.4f}, reached by every member), {_CI}"
+        out.append(("At matched training loss", [caption, ""] + markdown_table([level_name, "step", "gap loss"] + hx, rows)))
+    if len(levels) > 1:
+        ref = reference_level(list(dict.fromkeys(s[level_name] for s in summaries)), level_name)
+        keys = ["final/gap_loss", "final/gap_accuracy"] + [_h(estimator, "final", l) for l in layer_names]
+        rows = []
+        for lv in (v for v in levels if v != ref):
+            pairs = [paired_by_seed(summaries, level_name, lv, ref, k) for k in keys]
+            rows.append([plots.level_label(lv), str(len(pairs[0][0]))] + [paired_cell(a, b) for a, b in pairs])
+        caption = (
+            f"paired difference vs reference {level_name}={plots.level_label(ref)} at the end of training: members with the "
+            "same seed paired, level minus reference, mean [95% paired t-interval] and the paired t-test's two-sided p-value"
+        )
+        headers = [level_name, "pairs", "Δ gap loss", "Δ gap acc"] + [f"Δ {h}" for h in hx]
+        out.append((f"Paired differences vs {level_name}={plots.level_label(ref)}", [caption, ""] + markdown_table(headers, rows)))
+    bounds = bounds_table(summaries, level_name)
+    if bounds:
+        out.append(("Generalization bounds", bounds[1:]))
+    for est in _trajectory_estimators(summaries) if trajectories is None else trajectories:
+        out.append((f"I(X;T) trajectory, {est}", _trajectory_table(summaries, layer_names, level_name, est)))
+    return out
 
 
 def summary_table(summaries, layer_names, level_name, estimator="binning", trajectories: Sequence[str] | None = None) -> str:
     """Markdown: per noise level, mean [95% t-interval over seeds] of the final gaps and H(X|T)
     per layer; the same at matched training loss (claim 1 of the brief); the paired difference
-    of each level vs the reference level (:func:`reference_level`); and, for each estimator in
-    ``trajectories`` (default: every one with a recorded I(X;T) trajectory), the per-layer
-    trajectory table with its compresses / fits flags (:func:`trajectory_flags`)."""
-    levels = _levels(summaries, level_name)
-    ci = "mean [95% t-interval over seeds: mean ± t(0.975, n-1) s/√n]; n=1: one seed, no interval"
+    of each level vs the reference level (:func:`reference_level`); the bounds (:func:`bounds_table`);
+    and, for each estimator in ``trajectories`` (default: every one with a recorded I(X;T)
+    trajectory), the per-layer trajectory table with its compresses / fits flags (:func:`trajectory_flags`).
+    Each table a caption, a blank line and the table (``tabulate``, GitHub format)."""
+    return "\n\n".join("\n".join(lines) for _, lines in _sections(summaries, layer_names, level_name, estimator, trajectories))
 
-    head = f"| {level_name} | seeds | gap loss | gap acc | " + " | ".join(f"H(X|T) {l}" for l in layer_names) + " |"
-    lines = [f"final values, {ci}", "", head, "|" + " --- |" * (4 + len(layer_names))]
+
+# ------------------------------------------------------------------ what a job prints and writes
+
+
+def _console_layers(summaries, layer_names, estimator, n: int) -> tuple[str, list[str], int]:
+    """The quantity shown (H(X|T), else I(X;T)) and up to ``n`` of its layers with a value: the first
+    hidden, the last hidden and the output layer (2: the last two; 1: the last hidden)."""
+    for q, label in (("h_x_given_t", "H(X|T)"), ("i_xt", "I(X;T)")):
+        have = [l for l in layer_names if any(s.get(f"final/{estimator}/{q}/{l}") is not None for s in summaries)]
+        if have:
+            pick = have if len(have) <= n else {3: [have[0], have[-2], have[-1]], 2: have[-2:], 1: have[-2:-1], 0: []}[n]
+            return label, pick, len(have)
+    return "H(X|T)", [], 0
+
+
+def _paired_pm(a, b) -> str:
+    d = paired_difference(a, b)
+    n = int(d.n)
+    if n < 2:
+        return "n/a" if n == 0 else f"{float(d.mean):+.3f} (n=1)"
+    return f"{float(d.mean):+.3f} ± {(float(d.hi) - float(d.lo)) / 2:.3f}"
+
+
+def _compact(summaries, layer_names, level_name, estimator, n_layers, report_path) -> tuple[list, list, list[str]]:
+    """``(headers as (top, bottom) pairs, rows, footer lines)`` of :func:`console_table`."""
+    levels = _levels(summaries, level_name)
+    ref = reference_level(list(dict.fromkeys(s[level_name] for s in summaries)), level_name) if levels else None
+    label, shown, n_have = _console_layers(summaries, layer_names, estimator, n_layers)
+    headers = [("", level_name), ("", "members"), ("gap", "loss"), ("test", "acc")]
+    headers += ([("Δ gap", f"vs {plots.level_label(ref)}")] if len(levels) > 1 else []) + [(label, l) for l in shown]
+    key = "h_x_given_t" if label == "H(X|T)" else "i_xt"
+    rows = []
     for lv in levels:
         ss = [s for s in summaries if s[level_name] == lv and not s["diverged"]]
         n_div = sum(1 for s in summaries if s[level_name] == lv and s["diverged"])
-        cells = [
-            plots.level_label(lv),
-            f"{len(ss)}" + (f" ({n_div} diverged)" if n_div else ""),
-            interval_cell(_values(ss, "final/gap_loss")),
-            interval_cell(_values(ss, "final/gap_accuracy")),
-        ]
-        cells += [interval_cell(_values(ss, f"final/{estimator}/h_x_given_t/{l}")) for l in layer_names]
-        lines.append("| " + " | ".join(cells) + " |")
-    level = next((s["matched/train_loss_level"] for s in summaries if "matched/train_loss_level" in s), None)
-    if level is not None:
-        lines += [
-            "",
-            f"at matched training loss (first evaluation with train loss <= {level:.4f}, reached by every member), {ci}",
-            "",
-            f"| {level_name} | step | gap loss | " + " | ".join(f"H(X|T) {l}" for l in layer_names) + " |",
-            "|" + " --- |" * (3 + len(layer_names)),
-        ]
-        for lv in levels:
-            ss = [s for s in summaries if s[level_name] == lv and "matched/step" in s]
-            cells = [plots.level_label(lv), interval_cell(_values(ss, "matched/step"), 0), interval_cell(_values(ss, "matched/gap_loss"))]
-            cells += [interval_cell(_values(ss, f"matched/{estimator}/h_x_given_t/{l}")) for l in layer_names]
-            lines.append("| " + " | ".join(cells) + " |")
-    if len(levels) > 1:
-        ref = reference_level(list(dict.fromkeys(s[level_name] for s in summaries)), level_name)
-        lines += [
-            "",
-            f"paired difference vs reference {level_name}={plots.level_label(ref)} at the end of training: members with the "
-            "same seed paired, level minus reference, mean [95% paired t-interval] and the paired t-test's two-sided p-value",
-            "",
-            f"| {level_name} | pairs | Δ gap loss | Δ gap acc | " + " | ".join(f"Δ H(X|T) {l}" for l in layer_names) + " |",
-            "|" + " --- |" * (4 + len(layer_names)),
-        ]
-        for lv in levels:
-            if lv == ref:
-                continue
-            keys = ["final/gap_loss", "final/gap_accuracy"] + [f"final/{estimator}/h_x_given_t/{l}" for l in layer_names]
-            pairs = [paired_by_seed(summaries, level_name, lv, ref, k) for k in keys]
-            lines.append("| " + " | ".join([plots.level_label(lv), str(len(pairs[0][0]))] + [paired_cell(a, b) for a, b in pairs]) + " |")
-    lines += bounds_table(summaries, level_name)
-    for est in _trajectory_estimators(summaries) if trajectories is None else trajectories:
-        lines += [""] + _trajectory_table(summaries, layer_names, level_name, est)
+        acc = _values(ss, "final/test_accuracy")
+        acc = acc[np.isfinite(acc)]
+        cells = [plots.level_label(lv), f"{len(ss)}" + (f" ({n_div} div.)" if n_div else "")]
+        cells += [pm_cell(_values(ss, "final/gap_loss")), f"{acc.mean():.3f}" if len(acc) else "n/a"]
+        if len(levels) > 1:
+            cells.append("reference" if lv == ref else _paired_pm(*paired_by_seed(summaries, level_name, lv, ref, "final/gap_loss")))
+        rows.append(cells + [pm_cell(_values(ss, f"final/{estimator}/{key}/{l}"), 2) for l in shown])
+    footer = [
+        "±: half-width of the 95% t-interval over seeds (n=1: one seed, no interval); div.: diverged members, left out"
+        + (f"; Δ gap: paired with the {level_name}={plots.level_label(ref)} member of the same seed" if len(levels) > 1 else ""),
+        (f"{label} [bits, {estimator}] of {len(shown)} of {n_have} layers ({', '.join(shown)}); " if shown else "")
+        + f"all layers, matched loss, p-values, bounds, trajectories: {report_path}",
+    ]
+    return headers, rows, footer
+
+
+def console_table(summaries, layer_names, level_name, estimator="binning", *, report_path="summary.md", width: int = 100) -> str:
+    """What a job prints: one compact table, one row per noise level, at most ``width`` characters wide.
+
+    Columns: the level; members (seeds that trained, and how many diverged); the final gap (test
+    minus train loss) as mean ± the half-width of its 95% t-interval over seeds; the mean final
+    test accuracy; the paired difference of the gap against the reference level
+    (:func:`reference_level`) ± its 95% paired-t half-width; H(X|T) (else I(X;T)) of ``estimator``
+    for three layers (first hidden, last hidden, output), fewer when the table would be wider than
+    ``width``. Two footer lines (wrapped to ``width``) name the layers and ``report_path``, where
+    :func:`markdown_report` puts every table."""
+    for n in (3, 2, 1, 0):
+        headers, rows, footer = _compact(summaries, layer_names, level_name, estimator, n, report_path)
+        table = markdown_table([f"{a}\n{b}" for a, b in headers], rows, tablefmt="simple")  # two-line headers
+        if max(map(len, table)) <= width:
+            break
+    return "\n".join(table + [""] + [w for line in footer for w in textwrap.wrap(line, width)])
+
+
+def markdown_report(
+    summaries,
+    layer_names,
+    level_name,
+    estimator="binning",
+    *,
+    title: str | None = None,
+    notes: Sequence[str] = (),
+    images: Sequence[str] = (),
+    trajectories: Sequence[str] | None = None,
+) -> str:
+    """The job's ``summary.md``: every table of :func:`summary_table` under its own heading, after
+    the compact table the job printed (:func:`console_table`, here with every layer), then the
+    diverged members and the plots.
+
+    Args:
+      title: the document's title (e.g. :func:`ib_jax.report.plots.describe` of the job).
+      notes: lines listed under the title (output directory, wall and compile time, wandb runs...).
+      images: plot paths, linked as images (give them relative to the document's folder).
+      trajectories: as in :func:`summary_table`.
+    """
+    lines = [f"# {title or 'ib-jax job summary'}", ""]
+    if notes:
+        lines += [f"* {n}" for n in notes] + [""]
+    headers, rows, footer = _compact(summaries, layer_names, level_name, estimator, len(layer_names), "")
+    lines += ["## Overview", "", *markdown_table([f"{a} {b}".strip() for a, b in headers], rows), "", footer[0], ""]
+    for heading, body in _sections(summaries, layer_names, level_name, estimator, trajectories):
+        lines += [f"## {heading}", "", *body, ""]
+    div = [s for s in summaries if s["diverged"]]
+    if div:
+        rows = [[str(s["member"]), str(s.get("seed")), plots.level_label(s[level_name]), str(s.get("diverged_step"))] for s in div]
+        lines += ["## Diverged members", "", "masked from their divergence step, left out of every mean above", ""]
+        lines += markdown_table(["member", "seed", level_name, "diverged at step"], rows) + [""]
+    if images:
+        lines += ["## Plots", ""] + [f"![{os.path.splitext(os.path.basename(p))[0]}]({p})" for p in images] + [""]
     return "\n".join(lines)
 
 
@@ -404,38 +478,23 @@ BOUND_COLUMNS = (
 
 def bounds_table(summaries, level_name) -> list[str]:
     """Markdown lines: per level, the measured final 0-1 gap beside every recorded bound (mean
-    [95% t-interval over seeds]); ``[]`` when the job recorded none. The noisy-iterative and DP
-    bounds bound the *expected* gap (compare with the gap's mean); PAC-Bayes bounds the test error
-    of the stochastic network Q (compare with "Q test error")."""
+    [95% t-interval over seeds]); ``[]`` when the job recorded none, else a blank line, a caption,
+    a blank line and the table. The noisy-iterative and DP bounds bound the *expected* gap (compare
+    with the gap's mean); PAC-Bayes bounds the test error of the stochastic network Q (compare with
+    "Q test error")."""
     cols = [(k, h) for k, h in BOUND_COLUMNS if k == "final/gap_accuracy" or any(k in s for s in summaries)]
     if len(cols) < 2:
         return []
-    levels = _levels(summaries, level_name)
-    lines = [
-        "",
+    rows = []
+    for lv in _levels(summaries, level_name):
+        ss = [s for s in summaries if s[level_name] == lv and not s["diverged"]]
+        rows.append([plots.level_label(lv)] + [bound_cell(_values(ss, k)) for k, _ in cols])
+    caption = (
         "generalization bounds at the end of training (ib_jax.bounds), mean [95% t-interval over seeds]; "
         "the noisy-iterative and DP bounds hold for the expected gap, PAC-Bayes for the stochastic network Q's test error; "
-        "an infinite bound (no noise) has no finite value to show",
-        "",
-        f"| {level_name} | " + " | ".join(h for _, h in cols) + " |",
-        "|" + " --- |" * (1 + len(cols)),
-    ]
-    for lv in levels:
-        ss = [s for s in summaries if s[level_name] == lv and not s["diverged"]]
-        lines.append("| " + " | ".join([plots.level_label(lv)] + [_bound_cell(_values(ss, k)) for k, _ in cols]) + " |")
-    return lines
-
-
-def _bound_cell(v) -> str:
-    """:func:`interval_cell`, in 3 significant digits for values beyond 1000 (epsilons, vacuous bounds)."""
-    v = np.asarray(v, float)
-    v = v[np.isfinite(v)]
-    if len(v) == 0 or np.max(np.abs(v)) < 1e3:
-        return interval_cell(v)
-    if len(v) == 1:
-        return f"{v[0]:.3g} (n=1)"
-    m, lo, hi = (float(x) for x in t_interval(v, conf=CONF))
-    return f"{m:.3g} [{lo:.3g}, {hi:.3g}]"
+        "an infinite bound (no noise) has no finite value to show"
+    )
+    return ["", caption, ""] + markdown_table([level_name] + [h for _, h in cols], rows)
 
 
 # --------------------------------------------------------------- the IB bound

@@ -36,6 +36,7 @@ between jobs at the same level and seed (:func:`cross_job_pairs`).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -87,7 +88,7 @@ RULE_BAND = (
 )
 RULE_COMBINE = (
     "across routes: supported only if every route with a verdict is supported, contradicted only if every one is "
-    "contradicted, else inconclusive (a claim counts only when it holds across estimators, BRIEF.md caveats)"
+    "contradicted, else inconclusive (a claim counts only when it holds across estimators, docs/science.md caveats)"
 )
 
 
@@ -186,11 +187,12 @@ def mean_effect(x, conf: float = 0.95, null: float = 0.0) -> Effect:
     if len(v) < 2:
         return _nan_effect(len(v), conf, null, v[0] if len(v) else math.nan)
     m, lo, hi = (float(z) for z in t_interval(v, conf=conf))
-    sd = float(np.std(v, ddof=1))
-    if sd == 0:
+    if np.all(v == v[0]):  # zero spread: scipy's t is 0/0 at the null (p NaN); ours: p = 1 there, else 0
         p = 1.0 if m == null else 0.0
     else:
-        p = float(2 * _st.t.sf(abs((m - null) / (sd / math.sqrt(len(v)))), len(v) - 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "precision loss": nearly equal values, still a valid p
+            p = float(_st.ttest_1samp(v, null).pvalue)
     return Effect(m, lo, hi, len(v), p, conf, null)
 
 
@@ -203,7 +205,8 @@ def within_seed_slope(x, y, groups, conf: float = 0.95) -> Effect:
     Centring within seeds removes what a seed shares across noise levels (its initialization),
     so the slope measures how y moves with x when only the noise changes. The result's ``n``
     is the number of points used; with fewer than G + 2 points (no residual degree of
-    freedom) or no spread in x there is no interval.
+    freedom) or no spread in x there is no interval. Not ``scipy.stats.linregress`` on the centred
+    values: it would count n - 2 degrees of freedom, where the G intercepts leave n - G - 1.
     """
     x, y, g = np.asarray(x, float), np.asarray(y, float), np.asarray(groups)
     if not (x.shape == y.shape == g.shape) or x.ndim != 1:
@@ -223,11 +226,11 @@ def within_seed_slope(x, y, groups, conf: float = 0.95) -> Effect:
     b = float(np.sum(xs * ys) / sxx)
     s2 = float(np.sum((ys - b * xs) ** 2)) / df
     se = math.sqrt(s2 / sxx)
-    tq = float(_st.t.ppf(0.5 + conf / 2, df))
-    if se == 0:
+    if se == 0:  # an exact fit: scipy's t distribution takes no zero scale
         return Effect(b, b, b, n, 0.0 if b != 0 else 1.0, conf, 0.0)
+    lo, hi = (float(v) for v in _st.t.interval(conf, df, loc=b, scale=se))
     p = float(2 * _st.t.sf(abs(b / se), df))
-    return Effect(b, b - tq * se, b + tq * se, n, p, conf, 0.0)
+    return Effect(b, lo, hi, n, p, conf, 0.0)
 
 
 def group_slopes(x, y, groups) -> np.ndarray:

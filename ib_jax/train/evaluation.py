@@ -26,6 +26,23 @@ __all__ = ["make_evaluate"]
 # ----------------------------------------------------------------------- evaluation
 
 
+def _grad_layer_names(cfg, param_layers: list[str]) -> list[str]:
+    """Names of the weight layers in the records: one naming of layers everywhere.
+
+    In an MLP the weights ``Dense_i`` compute the representation ``h{i+1}`` (the last ones the
+    output), so ``grad_snr/h2`` is the gradient SNR of the weights that compute ``h2``, the layer
+    whose ``binning/i_xt/h2`` sits beside it. Models whose weight layers do not map one to one onto
+    the recorded representations (convolutions, residual blocks) keep the parameter names."""
+    short = [p.rsplit("/", 1)[-1] for p in param_layers]
+    if cfg.model.kind != "mlp" or not all(n.startswith("Dense_") and n[6:].isdigit() for n in short):
+        return short
+    order = sorted(range(len(short)), key=lambda i: int(short[i][6:]))  # Dense_10 after Dense_9 (the tree sorts by string)
+    names = [""] * len(short)
+    for rank, i in enumerate(order):
+        names[i] = "output" if rank == len(short) - 1 else f"h{rank + 1}"
+    return names
+
+
 def _gradient_diagnostics(step: Step, cfg, state: TrainState, data, batch_size: int, key) -> dict:
     """SGD's own gradient noise on the probe set (m examples, the data distribution):
     SNR_B and B_simple always; with ``diagnostics``: the tail index of the centred
@@ -46,8 +63,8 @@ def _gradient_diagnostics(step: Step, cfg, state: TrainState, data, batch_size: 
         out["trace_h_sigma"] = c["trace_h_sigma"]
         out["b_noise"] = c["b_noise"]
     if "layer_grads" in diags:
-        for layer, st in G.layer_gradient_stats(g, batch_size=batch_size, kernel_only=True).items():
-            name = layer.rsplit("/", 1)[-1]
+        stats_by_layer = G.layer_gradient_stats(g, batch_size=batch_size, kernel_only=True)
+        for name, st in zip(_grad_layer_names(cfg, list(stats_by_layer)), stats_by_layer.values()):
             for q in ("mean_norm", "std", "snr"):
                 out[f"grad_{q}/{name}"] = st[q]
     return out

@@ -32,9 +32,24 @@ def _no_momentum(cfg) -> None:
         raise ValueError(
             f"optimizer.momentum is used by optimizer=momentum only; optimizer={cfg.name} would ignore it (got {cfg.momentum})"
         )
+    if cfg.name != "adamw" and cfg.weight_decay is not None:
+        raise ValueError(
+            f"optimizer.weight_decay is used by optimizer=adamw only; optimizer={cfg.name} would ignore it (got {cfg.weight_decay})"
+        )
+
+
+def _adamw(cfg) -> None:
+    _no_momentum(cfg)
+    wd = cfg.weight_decay
+    if wd is None or not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
+        raise ValueError(f"optimizer.weight_decay must be a finite number >= 0 for optimizer=adamw, got {wd}")
 
 
 def _momentum(cfg) -> None:
+    if cfg.weight_decay is not None:
+        raise ValueError(
+            f"optimizer.weight_decay is used by optimizer=adamw only; optimizer=momentum would ignore it (got {cfg.weight_decay})"
+        )
     if cfg.momentum is None or not 0.0 <= cfg.momentum < 1.0:
         raise ValueError(f"optimizer.momentum must be in [0, 1) for optimizer=momentum, got {cfg.momentum}")
 
@@ -64,3 +79,5 @@ def check(cfg) -> None:
 OPTIMIZERS.register("sgd", OptimizerEntry(lambda lr, cfg: optax.sgd(lr), _no_momentum))
 OPTIMIZERS.register("momentum", OptimizerEntry(lambda lr, cfg: optax.sgd(lr, momentum=cfg.momentum), _momentum))
 OPTIMIZERS.register("adam", OptimizerEntry(lambda lr, cfg: optax.adam(lr), _no_momentum))
+# AdamW (Loshchilov & Hutter 2019): decoupled weight decay, lr * weight_decay * w subtracted each step
+OPTIMIZERS.register("adamw", OptimizerEntry(lambda lr, cfg: optax.adamw(lr, weight_decay=cfg.weight_decay), _adamw))

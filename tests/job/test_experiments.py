@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ib_jax import config as C
+from ib_jax.job import dirnames as DN
 from ib_jax.job.build import validate
 from ib_jax.job.records import loads_strict
 from ib_jax.job.rows import read_metrics
@@ -72,7 +73,7 @@ def test_every_preset_composes_and_validates(preset, tmp_path, monkeypatch):
     monkeypatch.setenv("IB_JAX_CACHE", str(tmp_path))
     cfg = composed(f"experiment={preset}", "dataset.num_samples=300", "dataset.download=false")
     text = open(os.path.join(CONF, "experiment", f"{preset}.yaml")).read()
-    assert "Claim" in text and "BRIEF.md" in text  # each preset says which claim it tests
+    assert "Claim" in text and "docs/science.md" in text  # each preset says which claim it tests
     # data sets generated or bundled locally are built too; image sets would need their files
     # (never downloaded in a test): every value but the data-dependent ones is still checked
     local = cfg.dataset.name in ("tishby12", "mnist1d", "digits")
@@ -200,7 +201,7 @@ def test_multirun_writes_the_contract(multirun):
         task = [str(o) for o in OmegaConf.load(job / ".hydra" / "overrides.yaml")]
         override_dirname = ",".join(sorted(o for o in task if not C.is_result_neutral(o.split("=", 1)[0])))
         assert any(C.is_result_neutral(o.split("=", 1)[0]) for o in task)  # the fixture's logger/paths overrides are left out
-        assert job.name == C.dir_name(override_dirname) and "[" not in job.name and len(job.name) <= C.MAX_DIR_NAME
+        assert job.name == DN.dir_name(override_dirname) and "[" not in job.name and len(job.name) <= DN.MAX_DIR_NAME
     assert sorted(kinds) == ["cone", "isotropic"]
 
 

@@ -19,7 +19,6 @@ import contextlib
 import csv
 import glob
 import hashlib
-import importlib.util
 import json
 import os
 import re
@@ -553,10 +552,9 @@ def test_preemption_signal_checkpoints_and_exits_143_then_resumes(reference, bas
 
 
 def _load_aggregate():
-    spec = importlib.util.spec_from_file_location("ib_aggregate", AGGREGATE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from ib_jax.cli import aggregate  # what scripts/aggregate.py and `ib-jax aggregate` run
+
+    return aggregate
 
 
 @slow
