@@ -290,6 +290,9 @@ class EstimatorConf:
     names: tuple[str, ...] = ("binning",)
     n_info: int = 4096
     info_seed: int = 0  # the information set: n_info rows drawn once with this seed (all rows when n_info >= n)
+    # the rows of the information set that estimators using fewer rows (sp.n, channel.n) draw: a
+    # seeded uniform subset, the same for every member and evaluation (never the first rows: data are sorted)
+    subset_seed: int = 0
     include_output: bool = True  # the softmax output as the last layer T
     # very wide layers (conv maps): what the estimators see of a layer with more than max_units units;
     # random_units: a fixed seeded subset of units; channel_mean: per-channel spatial means; all: every unit
@@ -545,6 +548,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "optimizer.batch_size": (0, I32),
     "estimator.n_info": (2, 1 << 24),
     "estimator.info_seed": (0, SEED),
+    "estimator.subset_seed": (0, SEED),
     "estimator.max_units": (1, 1 << 24),
     "estimator.wide_seed": (0, SEED),
     "estimator.binning.n_bins": (1, 1 << 16),

@@ -1,5 +1,8 @@
 """Shared test setup: CPU, wandb offline, and a persistent XLA compilation cache.
 
+No global numerics switch (matmul precision, x64): the tests run the code as a user's process
+runs it, and code that forgets full precision where it needs it (TF32 on a GPU) fails this suite on a GPU.
+
 Compile time dominates this suite on CPU; the cache lets pytest-xdist workers
 and reruns reuse compiled programs (it never changes results).
 """
@@ -15,6 +18,3 @@ import jax  # noqa: E402
 _CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "jax")
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-# Tests check the mathematics to float32 tolerances: full float32 matmuls on every backend (a
-# GPU's default TF32 rounds at ~1e-4 and would fail comparisons meant for float32; CPU is unchanged).
-jax.config.update("jax_default_matmul_precision", "highest")

@@ -130,7 +130,13 @@ def noise_channel_information(
 def _channel(ctx: EvalContext, cfg):
     c = cfg.estimator.channel
     ch = noise_channel_information(
-        lambda p, x: ctx.apply(p, x), ctx.params, subset(ctx, c.n), snr=c.snr, key=ctx.key, n_samples=c.samples, kernel_var=c.kernel_var
+        lambda p, x: ctx.apply(p, x),
+        ctx.params,
+        subset(ctx, c.n, cfg.estimator.subset_seed),
+        snr=c.snr,
+        key=ctx.key,
+        n_samples=c.samples,
+        kernel_var=c.kernel_var,
     )
     return {"i_xt": jnp.stack([r["i_xt"] for r in ch]), "h_x_given_t": jnp.stack([r["h_x_given_t"] for r in ch])}
 

@@ -180,7 +180,7 @@ def _sp(ctx: EvalContext, cfg):
     T_l's mixture; I(X;T_l) = h(T_l) - h(T_l|X) by Monte Carlo. Hidden layers only (the output
     has no noise): the output's entries are NaN."""
     o, beta = cfg.estimator.sp, float(cfg.model.layer_noise)
-    x = subset(ctx, o.n)
+    x = subset(ctx, o.n, cfg.estimator.subset_seed)
     keys = jax.random.split(ctx.key, o.replicas + 1)
     reps = jax.vmap(lambda k: ctx.apply(ctx.params, x, key=k, centers=True))(keys[:-1])  # layers of (R, n, d_l)
     hidden = reps[: n_hidden(ctx, cfg)]
