@@ -46,9 +46,6 @@ __all__ = [
     "from_hydra",
     "to_dict",
     "RESULT_NEUTRAL_KEYS",
-    "INT_RANGES",
-    "int_keys",
-    "check_int_ranges",
     "RENAMED_KEYS",
     "refuse_renamed",
     "migrate",
@@ -133,11 +130,18 @@ class ModelConf:
     kind: str = "mlp"
     widths: tuple[int, ...] = (10, 7, 5, 4, 3)  # mlp hidden widths
     activation: str = "tanh"
-    init_scale: float = 1.0  # multiplies the init std 1/sqrt(fan_in)
+    # weights and biases at init (ib_jax.models.layers.INITS): lecun = flax's (truncated normal, std
+    # init_scale/sqrt(fan_in), zero biases); torch = PyTorch's default (uniform +-init_scale/sqrt(fan_in), biases too)
+    init: str = "lecun"
+    init_scale: float = 1.0  # multiplies the init spread 1/sqrt(fan_in)
     dropout: float = 0.0
     batch_norm: bool = False
-    layer_noise: float = 0.0  # beta: T_l = f_l(T_{l-1}) + N(0, beta^2 I) in training and evaluation (mlp)
+    # beta: T_l = f_l(T_{l-1}) + N(0, beta^2 I) after every recorded layer, in training and evaluation (mlp, cnn2d, resnet20)
+    layer_noise: float = 0.0
     quantize_bits: int = 0  # k-bit activations (straight-through gradient); 0 = full precision (mlp)
+    # (H, W, C) of flat input rows for the image models (cnn2d, resnet20), e.g. [8, 8, 1] for dataset=digits;
+    # () = the data's own shape (mnist, fashion_mnist, cifar10 are images already)
+    input_shape: tuple[int, ...] = ()
     conv: ConvConf = field(default_factory=ConvConf)
     resnet: ResNetConf = field(default_factory=ResNetConf)
 
@@ -282,17 +286,58 @@ class ExactConf:
 
 
 @dataclass(frozen=True)
+class RenyiConf:
+    """``estimator.renyi.*``: read by ``renyi`` (matrix-based Renyi entropy). Cost grows as n^3."""
+
+    alpha: float = 1.01  # order, > 0 and != 1 (1.01: near the von Neumann limit, as the papers)
+    n: int = 256  # inputs used (seeded subset)
+    width_scale: float = 1.0  # gamma of the kernel width sigma = gamma n^(-1/(4+d)), in the units of the data
+
+
+@dataclass(frozen=True)
+class SlicedConf:
+    """``estimator.sliced.*``: read by ``sliced`` (sliced mutual information). Cost grows as projections * n^2."""
+
+    projections: int = 64  # random direction pairs averaged
+    n: int = 512  # inputs used (seeded subset)
+    k: int = 3  # neighbours of the one-dimensional KSG / Ross estimates
+    seed: int = 0  # the directions: the same for every member and evaluation
+
+
+@dataclass(frozen=True)
+class VariationalConf:
+    """``estimator.variational.*``: read by ``infonce`` and ``nwj`` (variational lower bounds, a trained
+    critic per layer and quantity). Cost grows as steps * batch^2 * hidden (concat critic)."""
+
+    n: int = 512  # inputs used (seeded subset), split into a training and a held-out part
+    steps: int = 300  # Adam steps of each critic
+    hidden: int = 64  # width of the critic's hidden layer
+    batch: int = 128  # K: rows per step and per evaluation batch (InfoNCE is capped at log2 K bits)
+    learning_rate: float = 1e-3  # Adam step size
+    held_out: float = 0.5  # fraction of the rows the bound is reported on (the critic never trains on them)
+    critic: str = "concat"  # concat: f(a, b) = MLP([a, b]) | separable: g(a) . h(b), cheaper, overfits more
+    seed: int = 0  # the split, the critics' initialisation and minibatches: the same for every member and evaluation
+
+
+@dataclass(frozen=True)
 class EstimatorConf:
     """Which information estimators run at each evaluation (``ESTIMATORS`` registry), on the
-    information set: ``n_info`` rows of train + test (X uniform over them). The top-level fields
+    information set: ``n_info`` rows of train + test, or of one split (``info_split``; X uniform over
+    them). The top-level fields
     are read by every estimator; each group by the estimator it is named after."""
 
     names: tuple[str, ...] = ("binning",)
     n_info: int = 4096
     info_seed: int = 0  # the information set: n_info rows drawn once with this seed (all rows when n_info >= n)
+    # where its rows come from: all (train + test pooled) | train | test | both (two sets, metrics e@train and
+    # e@test for every estimator e; ib_jax.data.information)
+    info_split: str = "all"
     # the rows of the information set that estimators using fewer rows (sp.n, channel.n) draw: a
     # seeded uniform subset, the same for every member and evaluation (never the first rows: data are sorted)
     subset_seed: int = 0
+    # an estimate within this many bits of its ceiling (log2 of the rows used; H(Y) for I(T;Y)) is
+    # flagged "at ceiling" and never counted as evidence (ib_jax.estimators.ceilings)
+    ceiling_margin: float = 0.05
     include_output: bool = True  # the softmax output as the last layer T
     # very wide layers (conv maps): what the estimators see of a layer with more than max_units units;
     # random_units: a fixed seeded subset of units; channel_mean: per-channel spatial means; all: every unit
@@ -305,6 +350,9 @@ class EstimatorConf:
     channel: ChannelConf = field(default_factory=ChannelConf)
     sp: SpConf = field(default_factory=SpConf)
     exact: ExactConf = field(default_factory=ExactConf)
+    renyi: RenyiConf = field(default_factory=RenyiConf)
+    sliced: SlicedConf = field(default_factory=SlicedConf)
+    variational: VariationalConf = field(default_factory=VariationalConf)
 
     def __post_init__(self):
         _tuples(self)
@@ -525,76 +573,3 @@ def migrate(d: dict) -> dict:
             if isinstance(part[sub], Mapping):
                 part[sub] = {**part[sub], field_name: value}
     return out
-
-
-# ------------------------------------------------------------------ integer ranges
-
-I32 = (1 << 31) - 1  # steps, seeds and batch indices are int32 / uint32 inside the compiled program
-SEED = (1 << 32) - 1  # numpy and jax seeds
-
-# Every integer key of the schema and its inclusive range: a value outside never reaches numpy or
-# XLA (2**63 steps would overflow the step counter, 10**12 seeds would allocate terabytes in
-# validation). The upper limits are far above any study that fits a machine; what fits is checked
-# by the memory estimate of ib_jax.job.build. tests/test_layout.py asserts every int key is here.
-INT_RANGES: dict[str, tuple[int, int]] = {
-    "dataset.split_seed": (0, SEED),
-    "dataset.num_samples": (2, 10**7),
-    "model.widths": (1, 1 << 20),
-    "model.quantize_bits": (0, 16),
-    "model.conv.channels": (1, 1 << 16),
-    "model.conv.kernel_size": (1, 1024),
-    "model.conv.dense": (1, 1 << 20),
-    "model.resnet.blocks_per_stage": (1, 1000),
-    "optimizer.batch_size": (0, I32),
-    "estimator.n_info": (2, 1 << 24),
-    "estimator.info_seed": (0, SEED),
-    "estimator.subset_seed": (0, SEED),
-    "estimator.max_units": (1, 1 << 24),
-    "estimator.wide_seed": (0, SEED),
-    "estimator.binning.n_bins": (1, 1 << 16),
-    "estimator.knn.k": (1, 1 << 16),
-    "estimator.channel.samples": (2, 1 << 12),
-    "estimator.channel.n": (2, 1 << 20),
-    "estimator.sp.replicas": (1, 1 << 16),
-    "estimator.sp.n_mc": (1, 1 << 12),
-    "estimator.sp.n": (2, 1 << 20),
-    "bounds.pac_bayes.mc_draws": (1, 1 << 12),
-    "seeds": (1, 1 << 20),
-    "seed": (0, SEED - (1 << 20)),  # seed + seeds - 1 stays a uint32
-    "steps": (1, I32 - 1),
-    "n_evals": (1, 1 << 20),
-    "probe_size": (0, 1 << 24),
-    "evals_per_chunk": (1, 1 << 20),
-    "curvature_probes": (0, 1 << 16),
-    "plots.dpi": (50, 1200),
-}
-
-
-def int_keys(cls: type = None, prefix: str = "") -> list[str]:
-    """The dotted keys of every ``int`` and ``tuple[int, ...]`` field of the schema (``Config`` by default)."""
-    cls = Config if cls is None else cls
-    out = []
-    for f in dataclasses.fields(cls):
-        t = str(f.type)
-        key = prefix + f.name
-        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
-            out += int_keys(f.default_factory, key + ".")
-        elif t in ("int", "tuple[int, ...]"):
-            out.append(key)
-    return out
-
-
-def _get_key(c: Any, key: str) -> Any:
-    for part in key.split("."):
-        c = getattr(c, part)
-    return c
-
-
-def check_int_ranges(c: Config) -> None:
-    """Raise ``ValueError`` naming the key and its limits for an integer outside :data:`INT_RANGES`."""
-    for key in int_keys():
-        lo, hi = INT_RANGES[key]
-        value = _get_key(c, key)
-        for v in value if isinstance(value, tuple) else (value,):
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"{key} must be an integer in [{lo}, {hi}], got {value!r}")

@@ -21,6 +21,7 @@ import pytest
 from ib_jax import config as C
 from ib_jax import registry as R
 from ib_jax.job import dirnames as DN
+from ib_jax.job import ranges as RG
 from ib_jax.job.build import validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,7 +124,8 @@ def test_an_old_job_resumes_and_a_changed_one_is_still_refused(tmp_path):
     before = (tmp_path / "job_config.json").read_bytes()
     same = C.to_dict(C.from_hydra(C.migrate(OLD_RECORD)))
     mine = {k: same[k] for k in OLD_RECORD}
-    record_or_check_config(str(tmp_path), mine, migrate=C.migrate)  # resumes: only the layout changed
+    # resumes: only the layout changed, and keys added since then hold their defaults (as a job checks)
+    record_or_check_config(str(tmp_path), mine, migrate=C.migrate, defaults=C.to_dict(C.Config()))
     changed = {**mine, "estimator": {**mine["estimator"], "knn": {"k": 7}}}
     with pytest.raises(ConfigMismatch, match=r"estimator\.knn\.k: 5 -> 7"):
         record_or_check_config(str(tmp_path), changed, migrate=C.migrate)
@@ -155,7 +157,12 @@ def test_result_neutral_overrides_do_not_name_the_job():
     [
         ({"model": {"kind": "mlp", "resnet": {"width": 2.0}}}, r"model\.resnet\.\* is read by model\.kind in \['resnet20'\]"),
         ({"model": {"kind": "resnet20", "conv": {"pool": "avg"}}}, r"model\.conv\.\* is read by model\.kind in \['cnn1d', 'cnn2d'\]"),
-        ({"model": {"kind": "cnn2d", "layer_noise": 0.1}}, r"implemented for model\.kind in \['mlp'\]"),
+        (
+            {"model": {"kind": "cnn1d", "layer_noise": 0.1}},
+            r"model\.layer_noise is implemented for model\.kind in \['cnn2d', 'mlp', 'resnet20'\]",
+        ),
+        ({"model": {"kind": "cnn2d", "quantize_bits": 4}}, r"model\.quantize_bits is implemented for model\.kind in \['mlp'\]"),
+        ({"model": {"init": "xavier"}}, r"model\.init must be one of \['lecun', 'torch'\]"),
         ({"optimizer": {"name": "adam", "momentum": 0.9}}, r"optimizer\.momentum is used by optimizer=momentum only"),
         ({"estimator": {"names": ["binning"], "binning": {"lo": 1.0, "hi": 0.0}}}, r"estimator\.binning\.lo/hi"),
     ],
@@ -268,15 +275,15 @@ def test_the_readme_plugin_example_runs(tmp_path, monkeypatch):
 
 
 def test_every_integer_key_has_a_range_and_it_is_enforced():
-    assert set(C.int_keys()) == set(C.INT_RANGES)  # a new int key must come with its range
-    C.check_int_ranges(C.Config())  # the defaults are in range
-    for key, (lo, hi) in C.INT_RANGES.items():
+    assert set(RG.int_keys()) == set(RG.INT_RANGES)  # a new int key must come with its range
+    RG.check_int_ranges(C.Config())  # the defaults are in range
+    for key, (lo, hi) in RG.INT_RANGES.items():
         group, *rest = key.split(".")
         for bad in (lo - 1, hi + 1):
-            value = (bad,) if key in ("model.widths", "model.conv.channels", "model.conv.dense") else bad
+            value = (bad,) if key in ("model.widths", "model.conv.channels", "model.conv.dense", "model.input_shape") else bad
             node = {rest[-1]: value} if rest else value
             for part in reversed(rest[:-1]):
                 node = {part: node}
             cfg = C.from_hydra({group: node} if rest else {key: value})
             with pytest.raises(ValueError, match=rf"^{re.escape(key)} must be an integer in \[{lo}, {hi}\]"):
-                C.check_int_ranges(cfg)
+                RG.check_int_ranges(cfg)

@@ -2,6 +2,9 @@
 
 Usage:
   python scripts/claims.py --quick                      # minutes on 2 CPU cores: tiny sizes, every step exercised
+  python scripts/claims.py --data digits                # real 8x8 images (bundled): a CNN and a noisy CNN
+  python scripts/claims.py --data mnist --data-dir DIR  # MNIST from its standard files in DIR
+  python scripts/claims.py --data npz --data-path F.npz # images of an .npz (MNIST's test set: scripts/mnist_t10k_npz.py)
   python scripts/claims.py                              # full sizes (about 17 minutes of jobs on 2 busy CPU cores)
   python scripts/claims.py --out outputs/claims_full --report docs/claims.md
 
@@ -33,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ib_jax import train as T
-from ib_jax.cli.claims_plan import MODES, ROUTES, JobSpec, Sizes, _network_label, plan
+from ib_jax.cli.claims_plan import REAL_DATA, ROUTES, JobSpec, Sizes, _network_label, plan, sizes
 from ib_jax.cli.claims_report import render
 from ib_jax.config import RESULT_NEUTRAL_KEYS as IGNORED_KEYS
 from ib_jax.config import from_hydra, to_dict
@@ -268,11 +271,24 @@ def main(argv=None) -> int:
     p.add_argument(
         "--cache-dir", default=None, help="paths.cache_dir of every job (JAX's compilation cache lives there); does not change results"
     )
+    p.add_argument(
+        "--data",
+        default="tishby12",
+        choices=("tishby12", *REAL_DATA),
+        help="tishby12 (the 12-bit task: tanh, ReLU, quantized and noisy MLPs) or real images with a CNN and a noisy CNN: "
+        "digits (bundled), mnist, fashion_mnist (standard files in --data-dir)",
+    )
+    p.add_argument("--data-dir", default=None, help="paths.data_dir of every job (where mnist / fashion_mnist files are)")
+    p.add_argument("--data-path", default=None, help="the .npz of --data npz (images (n, H, W, C); scripts/mnist_t10k_npz.py)")
     args = p.parse_args(argv)
     extra = [f"paths.cache_dir={args.cache_dir}"] if args.cache_dir else []
+    extra += [f"paths.data_dir={args.data_dir}"] if args.data_dir else []
     mode = "quick" if args.quick else "full"
-    sz = MODES[mode]
-    out = args.out or os.path.join("outputs", f"claims_{mode}")
+    try:
+        sz = sizes(mode, args.data, args.data_path)
+    except ValueError as e:
+        p.error(str(e))
+    out = args.out or os.path.join("outputs", f"claims_{mode}" + ("" if args.data == "tishby12" else f"_{args.data}"))
     report = args.report or os.path.join(out, "claims.md")
     os.makedirs(out, exist_ok=True)
     os.environ.setdefault("WANDB_MODE", "offline")

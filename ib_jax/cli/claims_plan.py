@@ -31,6 +31,15 @@ class Sizes:
     batch_seeds: int
     probe_size: int
     n_batches: int  # sampled mini-batches per batch size (claim 3, direct route)
+    # the data set (tishby12: the networks above; digits / mnist / fashion_mnist: the CNNs of REAL_NETWORKS)
+    data: str = "tishby12"
+    data_path: str | None = None  # dataset.path for data=npz (e.g. MNIST's test images: scripts/mnist_t10k_npz.py)
+    cnn_channels: tuple[int, ...] = (8, 16)  # the real-data CNN: conv blocks (3x3, 2x2 max pooling), then dense layers
+    cnn_dense: tuple[int, ...] = (32,)
+    # optimizer.batch_size of the real-data jobs: mini-batches (a vmapped conv population costs ~ members x batch per step on a CPU)
+    cnn_batch: int = 0
+    renyi_n: int = 256
+    sliced_n: int = 256
     margin_bits: float = 0.1  # claims 4, 5: equivalence margin for the layer-mean I(X;T)
     margin_gap: float = 0.01  # claims 4, 5: equivalence margin for the gap (nats)
     band: tuple[float, float] = (0.8, 1.2)  # claim 3: log-log slope band counted as "about linear"
@@ -84,6 +93,71 @@ MODES = {
     ),
 }
 
+# real images: a ReLU CNN (deterministic: binning saturates, Renyi and sliced MI stay defined) and the
+# same CNN with Gaussian noise after every block (sample propagation's finite I(X;T)); the bundled
+# 8x8 digits need no download, mnist / fashion_mnist read the standard files from --data-dir
+REAL_DATA = ("digits", "mnist", "fashion_mnist", "npz")
+
+
+def _real(mode: str, data: str) -> Sizes:
+    small = data == "digits"  # 1,797 images of 8x8 against 70,000 of 28x28
+    base = MODES[mode]
+    if mode == "quick":
+        return dataclasses.replace(
+            base,
+            data=data,
+            seeds=2,
+            steps=40,
+            n_evals=3,
+            levels=(math.inf, 0.1),
+            n_info=128,
+            arms={"cnn": ("isotropic", "cone"), "noisy_cnn": ("isotropic",)},
+            sp_n=32,
+            sp_replicas=2,
+            renyi_n=64,
+            sliced_n=64,
+            batch_sizes=(16, 128),
+            batch_steps=40,
+            probe_size=128,
+            n_batches=16,
+            layer_noise=0.1,
+            cnn_batch=128 if small else 256,
+        )
+    return dataclasses.replace(
+        base,
+        data=data,
+        seeds=3,
+        steps=1500 if small else 1000,
+        n_evals=8,
+        levels=(math.inf, 1.0, 0.1),
+        n_info=512,
+        arms={"cnn": ("isotropic", "cone", "warmup"), "noisy_cnn": ("isotropic", "cone")},
+        sp_n=128,
+        sp_replicas=8,
+        renyi_n=256,
+        sliced_n=256,
+        batch_sizes=(16, 64, 256, 1024),
+        batch_steps=1000,
+        batch_seeds=3,
+        cnn_batch=128 if small else 256,
+        probe_size=1024,
+        n_batches=128,
+        layer_noise=0.5,  # ReLU activations of order 1: at beta = 0.1 sample propagation sat at log2 n (quick mode)
+    )
+
+
+def sizes(mode: str, data: str = "tishby12", data_path: str | None = None) -> Sizes:
+    """The sizes of a mode (``quick`` | ``full``) on a data set (``tishby12`` or one of :data:`REAL_DATA`;
+    ``npz``: image rows ``(n, H, W, C)`` from ``data_path``)."""
+    if data == "tishby12":
+        return MODES[mode]
+    if data not in REAL_DATA:
+        raise ValueError(f"--data must be tishby12 or one of {list(REAL_DATA)}, got {data!r}")
+    if (data == "npz") != (data_path is not None):
+        raise ValueError("--data-path is the file of --data npz (and only of it)")
+    return dataclasses.replace(_real(mode, data), data_path=data_path)
+
+
 ARMS = {
     "isotropic": "isotropic noise, constant SNR",
     "cone": "cone (perpendicular) noise, constant SNR",
@@ -126,7 +200,27 @@ def plan(sz: Sizes) -> list[JobSpec]:
     channel = (
         [f"estimator.channel.n={sz.channel_n}", f"estimator.channel.samples={sz.channel_samples}"] if "channel" in sz.estimators else []
     )
+    cnn = [
+        f"dataset={sz.data}",
+        *([f"dataset.path={sz.data_path}"] if sz.data_path else []),
+        "model=cnn2d",
+        "model.conv.kernel_size=3",
+        f"model.conv.channels=[{','.join(str(c) for c in sz.cnn_channels)}]",
+        f"model.conv.dense=[{','.join(str(c) for c in sz.cnn_dense)}]",
+        *(["model.input_shape=[8,8,1]"] if sz.data == "digits" else []),  # digits are flat rows of 64 pixels
+        f"optimizer.batch_size={sz.cnn_batch}",
+        f"estimator.renyi.n={sz.renyi_n}",
+        f"estimator.sliced.n={sz.sliced_n}",
+    ]
     networks = {
+        "cnn": [*cnn, "estimator.names=[binning,renyi,sliced]", "estimator.binning.lo=null", "estimator.binning.hi=null"],
+        "noisy_cnn": [
+            *cnn,
+            f"model.layer_noise={sz.layer_noise:g}",
+            "estimator.names=[sp,renyi]",
+            f"estimator.sp.n={sz.sp_n}",
+            f"estimator.sp.replicas={sz.sp_replicas}",
+        ],
         "tanh": ["model=tishby_tanh", f"estimator.names={est}", *channel],
         "relu": ["model=tishby_relu", f"estimator.names={est}", "estimator.binning.lo=null", "estimator.binning.hi=null", *channel],
         "quantized": ["model=tishby_tanh", f"model.quantize_bits={sz.quantize_bits}", "estimator.names=[exact,binning]"],
@@ -183,6 +277,8 @@ def plan(sz: Sizes) -> list[JobSpec]:
                     f"probe_size={sz.probe_size}",
                     "diagnostics=[]",
                     "estimator.names=[]",
+                    # the real-data CNN without its estimators and full batch: each job its own B
+                    *([o for o in cnn if not o.startswith(("estimator.", "optimizer."))] if sz.data != "tishby12" else []),
                 ),
             )
         )
@@ -209,8 +305,16 @@ ROUTES = {
     ],
     "quantized": [("exact counting", "exact", "i_xt")],
     "noisy": [("sample propagation", "sp", "i_xt")],
+    "cnn": [
+        ("binning, 30 bins, per-evaluation range", "binning", "i_xt"),
+        ("matrix Renyi entropy, alpha 1.01", "renyi", "i_xt"),
+        ("sliced MI, 64 projections", "sliced", "i_xt"),
+    ],
+    "noisy_cnn": [("sample propagation", "sp", "i_xt"), ("matrix Renyi entropy, alpha 1.01", "renyi", "i_xt")],
 }
 NETWORK_NAMES = {
+    "cnn": "{data} ReLU CNN conv {channels}, dense {dense}",
+    "noisy_cnn": "{data} noisy ReLU CNN (beta={beta:g})",
     "tanh": "tanh 12-10-7-5-4-3-2",
     "relu": "ReLU 12-10-7-5-4-3-2",
     "quantized": "{bits}-bit quantized tanh",
@@ -219,4 +323,10 @@ NETWORK_NAMES = {
 
 
 def _network_label(network: str, sz: Sizes) -> str:
-    return NETWORK_NAMES[network].format(bits=sz.quantize_bits, beta=sz.layer_noise)
+    return NETWORK_NAMES[network].format(
+        bits=sz.quantize_bits,
+        beta=sz.layer_noise,
+        data=sz.data,
+        channels="-".join(str(c) for c in sz.cnn_channels),
+        dense="-".join(str(c) for c in sz.cnn_dense),
+    )

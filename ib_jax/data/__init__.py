@@ -5,7 +5,8 @@ One module per data set, each registering itself in ``DATASETS``: :mod:`tishby12
 :mod:`digits`, :mod:`npz` (a user's own file), :mod:`mnist`, :mod:`fashion_mnist`, :mod:`cifar10`
 (standard distribution files) and :mod:`idnns` (the original ``var_u.mat``, from the user).
 :mod:`dataset` holds what a data set is (:class:`Dataset`, the split, label checks, the
-information subset), :mod:`files` the standard-file machinery (data directory, checksums, atomic
+information subset), :mod:`information` the information sets a job's estimators see
+(``estimator.info_split``), :mod:`files` the standard-file machinery (data directory, checksums, atomic
 downloads). Importing this package registers every built-in data set; a job's data set is
 ``DATASETS.get(cfg.dataset.name)(cfg)`` (:func:`load_config`).
 """

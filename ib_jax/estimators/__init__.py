@@ -3,7 +3,9 @@
 One module per estimator, each holding its math, its adapter (``compute(ctx, cfg)``), its check
 and its ``ESTIMATORS`` registration: :mod:`binning`, :mod:`knn`, :mod:`kernel`, the weight-noise
 channel :mod:`channel`, sample propagation for noisy networks :mod:`sp`, exact counts of quantized
-layers :mod:`exact`. Shared parts: :mod:`base` (the context an estimator sees, its registry entry),
+layers :mod:`exact`, the matrix-based Renyi entropy :mod:`renyi` and sliced mutual information
+:mod:`sliced` (for wide layers), the variational lower bounds InfoNCE and NWJ :mod:`variational`.
+Shared parts: :mod:`base` (the context an estimator sees, its registry entry),
 :mod:`counting` (the exact pattern-counting engine), :mod:`knn_search` (k-th neighbours),
 :mod:`_common` (distances, blocking, checks), :mod:`layer_features` (what an estimator sees of a
 very wide layer), and the exact information-bottleneck frontier of a discrete p(x, y)
@@ -38,7 +40,27 @@ from ib_jax.estimators.knn import (
     ksg_mutual_information,
 )
 from ib_jax.estimators.layer_features import reduce_features, reduce_hidden, unit_subset
+from ib_jax.estimators.renyi import (
+    gaussian_gram,
+    joint_gram,
+    label_gram,
+    normalized_gram,
+    renyi_entropy,
+    renyi_information,
+    renyi_joint_entropy,
+    renyi_mutual_information,
+    renyi_width,
+)
+from ib_jax.estimators.sliced import random_directions, sliced_mutual_information, sliced_mutual_information_discrete
 from ib_jax.estimators.sp import gaussian_entropy_bits, sp_mutual_information
+from ib_jax.estimators.variational import (
+    infonce_lower_bound,
+    infonce_mutual_information,
+    nwj_lower_bound,
+    nwj_mutual_information,
+    variational_mutual_information,
+    variational_mutual_information_discrete,
+)
 from ib_jax.registry import import_parts
 
 __all__ = [
@@ -77,7 +99,25 @@ __all__ = [
     "perturbed_layers",
     "quantized_codes",
     "sp_mutual_information",
+    "gaussian_gram",
+    "joint_gram",
+    "label_gram",
+    "normalized_gram",
+    "random_directions",
+    "renyi_entropy",
+    "renyi_information",
+    "renyi_joint_entropy",
+    "renyi_mutual_information",
+    "renyi_width",
+    "sliced_mutual_information",
+    "sliced_mutual_information_discrete",
     "to_bits",
+    "infonce_lower_bound",
+    "infonce_mutual_information",
+    "nwj_lower_bound",
+    "nwj_mutual_information",
+    "variational_mutual_information",
+    "variational_mutual_information_discrete",
     "whole_run_range",
 ]
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 
 from ib_jax.registry import ESTIMATORS
 
@@ -66,11 +67,16 @@ class Estimator(NamedTuple):
     check: Callable[[Any, int], None] | None = None
     # the option groups of ``estimator`` it reads (``estimator.knn.k``...): documents the part's keys
     reads: tuple[str, ...] = ()
+    # ``rows(cfg, n_info) -> int``: how many rows of the information set it uses (its estimates'
+    # ceiling is log2 of that, :mod:`ib_jax.estimators.ceilings`); None: all ``n_info``
+    rows: Callable[[Any, int], int] | None = None
 
 
-def register_estimator(name: str, compute, check=None, *, reads: tuple[str, ...] = (), overwrite: bool = False) -> Estimator:
+def register_estimator(
+    name: str, compute, check=None, *, reads: tuple[str, ...] = (), rows: Callable[[Any, int], int] | None = None, overwrite: bool = False
+) -> Estimator:
     """Register ``compute`` (and its ``check``) under ``name`` in the ``ESTIMATORS`` registry."""
-    est = Estimator(compute, check, tuple(reads))
+    est = Estimator(compute, check, tuple(reads), rows)
     ESTIMATORS.register(name, est, overwrite=overwrite)
     return est
 
@@ -93,9 +99,11 @@ def subset_rows(n_total: int, n: int, seed: int):
     not representative (the 12-bit task's rows 0..650 have P(y=1) = 0.205 against 0.517 overall;
     a last-layer SP estimate on them differed by up to 1.2 bits from one on a random subset).
     """
-    from ib_jax.data.dataset import information_subset  # data imports estimators: import on use
-
-    return information_subset(n_total, min(int(n), int(n_total)), seed)
+    n_total, n = int(n_total), min(int(n), int(n_total))
+    if n == n_total:
+        return np.arange(n_total, dtype=np.int64)
+    # the draw of ib_jax.data.information_subset (same rows for the same arguments)
+    return np.sort(np.random.default_rng(seed).choice(n_total, size=n, replace=False)).astype(np.int64)
 
 
 def subset(ctx: EvalContext, n: int, seed: int) -> jax.Array:

@@ -150,4 +150,4 @@ def _check(cfg, n_info: int) -> None:
         )
 
 
-register_estimator("channel", _channel, _check, reads=("channel",))
+register_estimator("channel", _channel, _check, reads=("channel",), rows=lambda cfg, n_info: min(cfg.estimator.channel.n, n_info))

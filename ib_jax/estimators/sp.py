@@ -68,11 +68,13 @@ from jax.scipy.special import logsumexp
 from ib_jax.estimators._common import blocked_rows, check_rank, nan_unless_finite, sq_distances, to_bits
 from ib_jax.estimators.base import EvalContext, n_hidden, register_estimator, subset
 
-__all__ = ["sp_mutual_information", "gaussian_entropy_bits", "DIRECT_MAX_DIM"]
+__all__ = ["sp_mutual_information", "gaussian_entropy_bits", "replica_layers", "DIRECT_MAX_DIM"]
 
 DIRECT_MAX_DIM = 32  # column-by-column distances up to this width (measured: d=12 within 15% of a matmul on CPU)
 _CPU_BLOCK_FLOATS = 1 << 19  # (block, n R) tile of ~2 MiB stays in cache on CPU
 _ACCEL_BLOCK_FLOATS = 1 << 26  # ~256 MiB tiles keep a GPU busy
+_CPU_REPLICA_FLOATS = 1 << 25  # activations of one block of replicas' forward passes (~128 MiB)
+_ACCEL_REPLICA_FLOATS = 1 << 28  # ~1 GiB on an accelerator
 
 
 def gaussian_entropy_bits(dim, beta):
@@ -174,6 +176,25 @@ def sp_mutual_information(centers, beta, key, *, n_mc: int = 1, block: int | Non
 # ----------------------------------------------------------------------------- the estimator
 
 
+def replica_layers(forward, keys, budget_floats: int | None = None):
+    """``forward(key) -> layers`` for every key, stacked: layers of ``(R, n, d_l)``.
+
+    The R forward passes run in blocks of replicas (``lax.map`` with ``batch_size``) sized so that
+    one block's activations stay within ``budget_floats`` floats (~128 MiB on CPU, ~1 GiB on an
+    accelerator by default): on a conv net R x n images at once would not fit, and the block size
+    changes the memory, never the result (every replica has its own key). A block's activations
+    are taken as 4x its recorded outputs (a conv map before 2x2 pooling).
+    """
+    out = jax.eval_shape(forward, keys[0])
+    per_replica = 4 * sum(int(np.prod(t.shape)) for t in out)
+    if budget_floats is None:
+        budget_floats = _ACCEL_REPLICA_FLOATS if jax.default_backend() != "cpu" else _CPU_REPLICA_FLOATS
+    block = int(max(1, budget_floats // max(1, per_replica)))
+    if block >= keys.shape[0]:
+        return jax.vmap(forward)(keys)
+    return jax.lax.map(forward, keys, batch_size=block)
+
+
 def _sp(ctx: EvalContext, cfg):
     """Sample propagation (Goldfeld et al. 2019) on a noisy network: for each of ``estimator.sp.n``
     inputs, ``estimator.sp.replicas`` draws of the earlier layers' noise give the centers S_l of
@@ -182,7 +203,7 @@ def _sp(ctx: EvalContext, cfg):
     o, beta = cfg.estimator.sp, float(cfg.model.layer_noise)
     x = subset(ctx, o.n, cfg.estimator.subset_seed)
     keys = jax.random.split(ctx.key, o.replicas + 1)
-    reps = jax.vmap(lambda k: ctx.apply(ctx.params, x, key=k, centers=True))(keys[:-1])  # layers of (R, n, d_l)
+    reps = replica_layers(lambda k: ctx.apply(ctx.params, x, key=k, centers=True), keys[:-1])  # layers of (R, n, d_l)
     hidden = reps[: n_hidden(ctx, cfg)]
     d_max = max(h.shape[-1] for h in hidden)
     stacked = jnp.stack([jnp.pad(h, ((0, 0), (0, 0), (0, d_max - h.shape[-1]))) for h in hidden])
@@ -208,4 +229,4 @@ def _check(cfg, n_info: int) -> None:
         )
 
 
-register_estimator("sp", _sp, _check, reads=("sp",))
+register_estimator("sp", _sp, _check, reads=("sp",), rows=lambda cfg, n_info: min(cfg.estimator.sp.n, n_info))

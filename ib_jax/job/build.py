@@ -17,10 +17,12 @@ from ib_jax import bounds as B
 from ib_jax import data as D
 from ib_jax import models as M
 from ib_jax import registry as R
-from ib_jax.config import Config, check_int_ranges, from_hydra
+from ib_jax.config import Config, from_hydra
+from ib_jax.data.information import check_info_split, information_sizes
 from ib_jax.estimators.layer_features import POLICIES
 from ib_jax.job.dirnames import safe_name
 from ib_jax.job.memory import check_fits
+from ib_jax.job.ranges import check_int_ranges
 from ib_jax.noise import schedules as S
 from ib_jax.noise.kinds import NoiseKind
 from ib_jax.report.plots import check_plots
@@ -101,6 +103,9 @@ def _check_estimators_static(c: Config) -> None:
         raise ValueError(f"estimator.names lists an estimator twice: {list(e.names)}")
     if e.n_info < 2:
         raise ValueError(f"estimator.n_info must be >= 2, got {e.n_info}")
+    check_info_split(c)
+    if not (isinstance(e.ceiling_margin, (int, float)) and 0 <= e.ceiling_margin < 1):
+        raise ValueError(f"estimator.ceiling_margin must be a number of bits in [0, 1), got {e.ceiling_margin!r}")
     if e.wide_policy not in POLICIES or e.max_units < 1:
         raise ValueError(
             f"estimator.wide_policy must be one of {POLICIES} and estimator.max_units >= 1, got {e.wide_policy!r}, {e.max_units}"
@@ -132,7 +137,7 @@ def validate(cfg, *, load_data: bool = True) -> Built:
     # the data set, then the checks that need it
     dataset = D.load_config(c)
     check_batch_size(c, dataset)
-    n_info = min(c.estimator.n_info, len(dataset.y_all))
+    n_info = min(information_sizes(c, dataset).values())  # the smallest information set (estimator.info_split)
     for n in c.estimator.names:
         entry = R.ESTIMATORS.get(n)
         if entry.check is not None:

@@ -31,6 +31,7 @@ import numpy as np
 
 from ib_jax import models as M
 from ib_jax import registry as R
+from ib_jax.data.information import information_sizes
 
 __all__ = ["MemoryEstimate", "estimate", "available_bytes", "check_fits"]
 
@@ -68,7 +69,7 @@ def estimate(cfg, dataset, population) -> MemoryEstimate:
     seen = [min(w, cfg.estimator.max_units) if cfg.estimator.wide_policy != "all" else w for w in widths]
     n_train, n_test = len(dataset.y_train), len(dataset.y_test)
     batch = cfg.optimizer.batch_size or n_train
-    n_info = min(cfg.estimator.n_info, n_train + n_test)
+    n_info = sum(information_sizes(cfg, dataset).values())  # rows of every information set (estimator.info_split)
     d_in = int(np.prod(dataset.x_train.shape[1:]))
     kind = R.NOISE.get(cfg.noise.kind)
     # + the initial parameters a PAC-Bayes prior is centred on, and one perturbed copy per member

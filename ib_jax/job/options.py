@@ -17,7 +17,7 @@ from ib_jax.config import Config, to_dict
 
 __all__ = ["used_options", "ESTIMATOR_GROUPS", "NOISE_OPTIONS", "MODEL_GROUPS", "BOUND_GROUPS"]
 
-ESTIMATOR_GROUPS = ("binning", "knn", "kde", "channel", "sp", "exact")
+ESTIMATOR_GROUPS = ("binning", "knn", "kde", "channel", "sp", "exact", "renyi", "sliced", "variational")
 NOISE_OPTIONS = ("position", "mode", "scope", "preserve_norm", "alpha", "variant", "clip")
 MODEL_GROUPS = ("conv", "resnet")
 BOUND_GROUPS = ("pac_bayes", "dp")

@@ -71,6 +71,7 @@ from omegaconf import OmegaConf
 
 from ib_jax import estimators as E
 from ib_jax.config import Config, from_hydra, migrate, refuse_renamed, to_dict
+from ib_jax.data.information import info_suffixes
 from ib_jax.estimators.base import Estimator
 from ib_jax.job import records as R
 from ib_jax.job.build import validate
@@ -356,7 +357,8 @@ def compute(job: Job, cfg: Config, options: Options = Options(), *, built=None, 
     registered = tuple(n for n in names if not (whole and n == "binning"))
     ev_names = registered + ((_LAYERS,) if whole else ())
     evaluate = _make_evaluate(trainer.step, c_eval, trainer.batch_size, ev_names)
-    keep = tuple(f"{n}/" for n in registered)
+    suffixes = info_suffixes(c)  # one information set, or @train and @test (estimator.info_split=both)
+    keep = tuple(f"{n}{s}/" for n in registered for s in suffixes)
 
     def at_snapshot(b, snap, step, div, d):
         """One member's evaluation outputs: its initial state carrying the snapshot's parameters."""
@@ -365,10 +367,13 @@ def compute(job: Job, cfg: Config, options: Options = Options(), *, built=None, 
     def pass_minmax(b, snap, step, div, d):
         def one(b, snap, step, div):
             out = at_snapshot(b, snap, step, div, d)
-            t, m = out[f"{_LAYERS}/stacked"], out[f"{_LAYERS}/mask"] > 0.5  # (L, n, d), (L, d)
             axes = 1 if options.per_unit else (1, 2)
-            lo = jnp.min(jnp.where(m[:, None, :], t, jnp.inf), axis=axes)
-            hi = jnp.max(jnp.where(m[:, None, :], t, -jnp.inf), axis=axes)
+            lo = hi = None
+            for s in suffixes:  # with two information sets, one range over both: the same bins for each
+                t, m = out[f"{_LAYERS}{s}/stacked"], out[f"{_LAYERS}{s}/mask"] > 0.5  # (L, n, d), (L, d)
+                a = jnp.min(jnp.where(m[:, None, :], t, jnp.inf), axis=axes)
+                z = jnp.max(jnp.where(m[:, None, :], t, -jnp.inf), axis=axes)
+                lo, hi = (a, z) if lo is None else (jnp.minimum(lo, a), jnp.maximum(hi, z))
             return lo, hi
 
         return jax.vmap(one)(b, snap, step, div)
@@ -377,12 +382,12 @@ def compute(job: Job, cfg: Config, options: Options = Options(), *, built=None, 
         def one(b, snap, step, div, lo, hi):
             out = at_snapshot(b, snap, step, div, d)
             res = {k: v for k, v in out.items() if k.startswith(keep)}
-            if whole:
-                t, m = out[f"{_LAYERS}/stacked"], out[f"{_LAYERS}/mask"] > 0.5
+            for s in suffixes if whole else ():
+                t, m, y_info = out[f"{_LAYERS}{s}/stacked"], out[f"{_LAYERS}{s}/mask"] > 0.5, d[f"y_info{s}"]
                 bins = jax.vmap(
                     lambda t_l, m_l, lo_l, hi_l: E.binned_information(
                         t_l,
-                        d["y_info"],
+                        y_info,
                         n_classes=n_classes,
                         n_bins=bc.n_bins,
                         lo=lo_l,
@@ -394,7 +399,7 @@ def compute(job: Job, cfg: Config, options: Options = Options(), *, built=None, 
                     )
                 )(t, m, lo, hi)
                 for q in ("i_xt", "i_ty", "h_x_given_t"):
-                    res[f"binning/{q}"] = jnp.where(div, jnp.nan, bins[q].astype(jnp.float32))
+                    res[f"binning{s}/{q}"] = jnp.where(div, jnp.nan, bins[q].astype(jnp.float32))
             return res
 
         return jax.vmap(one)(b, snap, step, div, lo, hi)

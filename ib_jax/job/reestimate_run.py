@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ib_jax.config import Config, to_dict
+from ib_jax.data.information import estimator_labels
 from ib_jax.job import records as R
 from ib_jax.job.build import validate
 from ib_jax.job.lock import JobLock
@@ -71,12 +72,15 @@ def _final_tables(metrics, members, layer_names, level_name) -> str:
 
 
 def _title(cfg: Config, name: str, options: Options) -> str:
-    if name == "binning" and options.range == "whole_run":
+    base, _, split = name.partition("@")
+    if base == "binning" and options.range == "whole_run":
         b = cfg.estimator.binning
         bins = f"width {b.bin_width:g}" if b.bin_width else f"{b.n_bins} bins"
         return (
             f"{plots.describe(cfg, None)}\nbinning {bins}, range fixed over the run "
-            f"(per {'unit' if options.per_unit else 'layer'}, per {options.range_over}); re-estimated from snapshots"
+            f"(per {'unit' if options.per_unit else 'layer'}, per {options.range_over})"
+            + (f" on the {split} information set" if split else "")
+            + "; re-estimated from snapshots"
         )
     return f"{plots.describe(cfg, name)}\nre-estimated from snapshots"
 
@@ -101,7 +105,7 @@ def _write_files(out: str, result: Result, job: Job, cfg: Config, options: Optio
     div_member = result.diverged.any(axis=1)
     div_step = np.array([int(result.steps[np.argmax(d)]) if d.any() else -1 for d in result.diverged])
     images, tables = [], []
-    names = list(cfg.estimator.names)
+    names = estimator_labels(cfg)  # e, or e@train and e@test (estimator.info_split=both)
     summaries = (
         summarize(steps, metrics, result.members, result.layer_names, div_member, div_step, result.level_name)
         if "train_loss" in metrics

@@ -53,6 +53,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ib_jax import bounds as B
 from ib_jax.config import RESULT_NEUTRAL_KEYS, Config, ConfigError, migrate, to_dict
+from ib_jax.data.information import estimator_labels, info_suffixes, information_sets
+from ib_jax.estimators.ceilings import ceilings
 from ib_jax.job import records as R
 from ib_jax.job import tracking
 from ib_jax.job.build import validate
@@ -429,12 +431,24 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
     """Everything here is derived from metrics.jsonl: the single record, also across resumes."""
     all_steps, metrics = rows_to_arrays(read_metrics(metrics_path), len(members), layer_names)
     diverged = np.asarray(states.diverged)
-    summaries = summarize(all_steps, metrics, members, layer_names, diverged, np.asarray(states.diverged_step), level_name)
-    estimator = plots.select_estimator(c.estimator.names, metrics, c.plots.estimator)
+    info_sets = information_sets(c, built.dataset)
+    # every estimate's ceiling (bits), per estimator as the metrics name it (e, or e@train and e@test)
+    ceils = {name + s.suffix: v for s in info_sets for name, v in ceilings(c, s.y).items()}
+    summaries = summarize(
+        all_steps, metrics, members, layer_names, diverged, np.asarray(states.diverged_step), level_name, ceils, c.estimator.ceiling_margin
+    )
+    labels, suffixes = estimator_labels(c), info_suffixes(c)
+    requested = c.plots.estimator if c.plots.estimator is None or c.plots.estimator in labels else c.plots.estimator + suffixes[0]
+    estimator = plots.select_estimator(labels, metrics, requested)  # with info_split=both, e@train (and e@test beside it)
+    others = [estimator.replace(suffixes[0], s) for s in suffixes[1:]] if estimator else []
     images = []
     try:
-        frontier = ib_frontier_for(built.dataset, kind=c.dataset.name, n_info=c.estimator.n_info, info_seed=c.estimator.info_seed)
-        images = figures.job_figures(c, metrics, all_steps, members, layer_names, out, level_name, frontier=frontier)
+        # the exact IB frontier of each information set's own rows (None unless the data are discrete)
+        frontiers = {s.suffix: ib_frontier_for(built.dataset, kind=c.dataset.name, rows=s.rows) for s in info_sets}
+        frontier = frontiers[info_sets[0].suffix]
+        images = figures.job_figures(
+            c, metrics, all_steps, members, layer_names, out, level_name, frontier=frontier, ceilings=ceils, frontiers=frontiers
+        )
     except Exception as e:  # noqa: BLE001 - a plot never costs the records
         warnings.warn(f"plots: {type(e).__name__}: {e}; the records are complete without them", stacklevel=2)
     table = summary_table(summaries, layer_names, level_name, estimator or "binning")
@@ -449,6 +463,8 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
         "diverged_members": [s["member"] for s in summaries if s["diverged"]],
         "table": table,
         "levels": level_statistics(summaries, layer_names, level_name),
+        # per estimator: rows used, ceilings of I(X;T), H(T) (log2 rows) and I(T;Y) (H(Y)) in bits, and the margin
+        "ceilings": {k: {**v, "margin": c.estimator.ceiling_margin} for k, v in ceils.items()},
         "plots": [os.path.abspath(p) for p in images],
         "bounds_skipped": B.applicable(c)[1],  # the listed bounds whose assumptions this job does not meet, with why
         "wandb_run_ids": wb.ids if c.logger.wandb else [],
@@ -467,7 +483,8 @@ def _finish(c, built, out, metrics_path, members, layer_names, states, wb, level
             f"wall time {summary['wall_time_s']:.1f} s, compile {summary['compile_time_s']:.1f} s",
             f"code {prov['code']}, jax {prov['versions'].get('jax')}, device {prov['device']['device_kind']}",
         ],
-        images=[os.path.basename(p) for p in images if p.endswith(".png")],
+        images=[os.path.relpath(p, out) for p in images if p.endswith(".png")],
+        also=others,
     )
     R.atomic_write_text(os.path.join(out, "summary.md"), report + "\n")
     planes = []

@@ -44,9 +44,10 @@ def check(cfg) -> None:
         raise ValueError(f"model.layer_noise must be a finite std >= 0, got {m.layer_noise}")
     if m.quantize_bits < 0 or m.quantize_bits > 16:
         raise ValueError(f"model.quantize_bits must be in [0, 16] (0 = full precision), got {m.quantize_bits}")
-    if (m.layer_noise > 0 or m.quantize_bits > 0) and not getattr(entry, "noisy", True):
-        noisy = sorted(n for n in MODELS if getattr(MODELS.get(n), "noisy", False))
-        raise ValueError(f"model.layer_noise / model.quantize_bits are implemented for model.kind in {noisy}, not {m.kind!r}")
+    for key, value, flag in (("layer_noise", m.layer_noise, "noisy"), ("quantize_bits", m.quantize_bits, "quantized")):
+        if value > 0 and not getattr(entry, flag, True):
+            kinds = sorted(n for n in MODELS if getattr(MODELS.get(n), flag, False))
+            raise ValueError(f"model.{key} is implemented for model.kind in {kinds}, not {m.kind!r}")
     build(m, 2)
 
 

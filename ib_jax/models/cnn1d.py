@@ -10,7 +10,7 @@ from ib_jax.models.layers import (
     ACTIVATIONS,
     ModelEntry,
     common_kwargs,
-    kernel_init,
+    inits,
     norm_act,
 )
 from ib_jax.registry import MODELS
@@ -29,6 +29,7 @@ class CNN1D(nn.Module):
     kernel_size: int = 5
     n_classes: int = 10
     activation: str = "relu"
+    weight_init: str = "lecun"
     init_scale: float = 1.0
     dropout: float = 0.0
     batch_norm: bool = False
@@ -39,12 +40,14 @@ class CNN1D(nn.Module):
         h = x.reshape(x.shape[0], -1, 1) if x.ndim == 2 else x
         hidden = []
         for c in self.channels:
-            h = nn.Conv(c, (self.kernel_size,), strides=(2,), padding="SAME", kernel_init=kernel_init(self.init_scale))(h)
+            fan_in = self.kernel_size * h.shape[-1]
+            h = nn.Conv(c, (self.kernel_size,), strides=(2,), padding="SAME", **inits(self.weight_init, self.init_scale, fan_in))(h)
             h = norm_act(h, act, self.batch_norm, train)
             hidden.append(h.reshape(h.shape[0], -1))
             if self.dropout > 0:
                 h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        logits = nn.Dense(self.n_classes, kernel_init=kernel_init(self.init_scale))(h.reshape(h.shape[0], -1))
+        h = h.reshape(h.shape[0], -1)
+        logits = nn.Dense(self.n_classes, **inits(self.weight_init, self.init_scale, h.shape[-1]))(h)
         return logits, tuple(hidden)
 
 

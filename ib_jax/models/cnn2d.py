@@ -31,7 +31,9 @@ from ib_jax.models.layers import (
     as_images,
     check_activation,
     common_kwargs,
-    conv_kernel_init,
+    image_shape,
+    inits,
+    layer_noise,
 )
 from ib_jax.registry import MODELS
 
@@ -56,10 +58,14 @@ class CNN2D(nn.Module):
       kernel_size: square conv kernel size.
       pool: ``"max"`` or ``"avg"``.
       activation: a key of :data:`ib_jax.models.ACTIVATIONS` (``relu``, ``tanh``...).
-      init_scale: multiplies the init std 1/sqrt(fan_in).
+      weight_init: weights and biases at init (``model.init``), a key of :data:`ib_jax.models.layers.INITS`.
+      init_scale: multiplies the init spread 1/sqrt(fan_in).
       dropout: drop rate after each hidden block (0 = none).
       batch_norm: batch normalization before each nonlinearity (running averages when not ``train``).
       input_shape: ``(H, W, C)`` to reshape flat ``(n, H*W*C)`` inputs; ``None`` for image inputs.
+      layer_noise: beta of the noisy network (Goldfeld et al. 2019): every recorded block's output
+        T_l = S_l + N(0, beta^2 I) (after pooling; the next block sees T_l), in training and
+        evaluation; ``centers=True`` records the clean S_l.
     """
 
     channels: Sequence[int] = (32, 64)
@@ -68,17 +74,19 @@ class CNN2D(nn.Module):
     kernel_size: int = 5
     pool: str = "max"
     activation: str = "relu"
+    weight_init: str = "lecun"
     init_scale: float = 1.0
     dropout: float = 0.0
     batch_norm: bool = False
     input_shape: Sequence[int] | None = None
+    layer_noise: float = 0.0
 
     def hidden_channels(self) -> tuple[int | None, ...]:
         """Channel count of each ``hidden`` entry (``None`` for the dense layers)."""
         return tuple(int(c) for c in self.channels) + (None,) * len(self.dense)
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, centers: bool = False):
         check_activation(self.activation)
         if self.pool not in ("max", "avg"):
             raise ValueError(f"model.conv.pool must be 'max' or 'avg', got {self.pool!r}")
@@ -86,25 +94,27 @@ class CNN2D(nn.Module):
         pool = nn.max_pool if self.pool == "max" else nn.avg_pool
         h = as_images(x, self.input_shape)
         hidden = []
+
+        def record(s):  # T = S + noise; what the estimators see, and what the next block sees
+            t = layer_noise(self, s, self.layer_noise)
+            hidden.append((s if centers else t).reshape(t.shape[0], -1))
+            return nn.Dropout(self.dropout, deterministic=not train)(t) if self.dropout > 0 else t
+
         k = (self.kernel_size, self.kernel_size)
         for c in self.channels:
-            h = nn.Conv(c, k, padding="SAME", use_bias=not self.batch_norm, kernel_init=conv_kernel_init(self.init_scale))(h)
+            h = nn.Conv(
+                c, k, padding="SAME", use_bias=not self.batch_norm, **inits(self.weight_init, self.init_scale, k[0] * k[1] * h.shape[-1])
+            )(h)
             if self.batch_norm:
                 h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
-            h = pool(act(h), (2, 2), strides=(2, 2), padding="VALID")
-            hidden.append(h.reshape(h.shape[0], -1))
-            if self.dropout > 0:
-                h = nn.Dropout(self.dropout, deterministic=not train)(h)
+            h = record(pool(act(h), (2, 2), strides=(2, 2), padding="VALID"))
         h = h.reshape(h.shape[0], -1)
         for w in self.dense:
-            h = nn.Dense(w, use_bias=not self.batch_norm, kernel_init=conv_kernel_init(self.init_scale))(h)
+            h = nn.Dense(w, use_bias=not self.batch_norm, **inits(self.weight_init, self.init_scale, h.shape[-1]))(h)
             if self.batch_norm:
                 h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
-            h = act(h)
-            hidden.append(h)
-            if self.dropout > 0:
-                h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        logits = nn.Dense(self.n_classes, kernel_init=conv_kernel_init(self.init_scale))(h)
+            h = record(act(h))
+        logits = nn.Dense(self.n_classes, **inits(self.weight_init, self.init_scale, h.shape[-1]))(h)
         return logits, tuple(hidden)
 
 
@@ -118,8 +128,10 @@ def build_cnn2d(cfg, n_classes: int) -> nn.Module:
         dense=tuple(int(d) for d in c.dense),
         kernel_size=c.kernel_size,
         pool=c.pool,
+        layer_noise=float(cfg.layer_noise),
+        input_shape=image_shape(cfg),
         **common_kwargs(cfg, n_classes),
     )
 
 
-MODELS.register("cnn2d", ModelEntry(build_cnn2d, reads=("conv",)))
+MODELS.register("cnn2d", ModelEntry(build_cnn2d, reads=("conv",), noisy=True))

@@ -15,7 +15,7 @@ from ib_jax.models.layers import (
     ACTIVATIONS,
     ModelEntry,
     common_kwargs,
-    kernel_init,
+    inits,
     layer_noise,
     norm_act,
     quantize_hidden,
@@ -32,7 +32,8 @@ class MLP(nn.Module):
       widths: hidden layer widths, e.g. (10, 7, 5, 4, 3) for the 12-10-7-5-4-3-2 net.
       n_classes: outputs (logits).
       activation: one of ``ACTIVATIONS``.
-      init_scale: multiplies the init std 1/sqrt(fan_in).
+      weight_init: weights and biases at init (``model.init``), a key of :data:`ib_jax.models.layers.INITS` (``lecun``, ``torch``).
+      init_scale: multiplies the init spread 1/sqrt(fan_in).
       dropout: drop rate after each hidden layer (0 = none).
       batch_norm: batch normalization before each nonlinearity.
     """
@@ -40,6 +41,7 @@ class MLP(nn.Module):
     widths: Sequence[int]
     n_classes: int
     activation: str = "tanh"
+    weight_init: str = "lecun"
     init_scale: float = 1.0
     dropout: float = 0.0
     batch_norm: bool = False
@@ -52,14 +54,14 @@ class MLP(nn.Module):
         h = x.reshape(x.shape[0], -1)
         hidden = []
         for w in self.widths:
-            h = norm_act(nn.Dense(w, kernel_init=kernel_init(self.init_scale))(h), act, self.batch_norm, train)
+            h = norm_act(nn.Dense(w, **inits(self.weight_init, self.init_scale, h.shape[-1]))(h), act, self.batch_norm, train)
             h = quantize_hidden(h, self.quantize_bits, self.activation)
             s = h
             h = layer_noise(self, h, self.layer_noise)
             hidden.append(s if centers else h)
             if self.dropout > 0:
                 h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        logits = nn.Dense(self.n_classes, kernel_init=kernel_init(self.init_scale))(h)
+        logits = nn.Dense(self.n_classes, **inits(self.weight_init, self.init_scale, h.shape[-1]))(h)
         return logits, tuple(hidden)
 
 
@@ -74,4 +76,4 @@ def build_mlp(cfg, n_classes: int) -> nn.Module:
     )
 
 
-MODELS.register("mlp", ModelEntry(build_mlp, noisy=True))
+MODELS.register("mlp", ModelEntry(build_mlp, noisy=True, quantized=True))

@@ -18,7 +18,9 @@ from ib_jax.models.layers import (
     as_images,
     check_activation,
     common_kwargs,
-    conv_kernel_init,
+    image_shape,
+    inits,
+    layer_noise,
 )
 from ib_jax.registry import MODELS
 
@@ -55,9 +57,13 @@ class ResNet20(nn.Module):
       batch_norm: use batch norm (convs then have no bias).
       dropout: drop rate (0 = none).
       shortcut: ``"A"`` (zero-pad identity) or ``"B"`` (projection).
-      init_scale: multiplies the init std 1/sqrt(fan_in) (sqrt(2) = He init).
+      weight_init: weights and biases at init (``model.init``), a key of :data:`ib_jax.models.layers.INITS`.
+      init_scale: multiplies the init spread 1/sqrt(fan_in) (sqrt(2) = He init).
       record: ``"blocks"`` or ``"stages"``: which tensors ``hidden`` holds.
       input_shape: ``(H, W, C)`` to reshape flat inputs.
+      layer_noise: beta of the noisy network (Goldfeld et al. 2019): every recorded tensor
+        (``record``) becomes T = S + N(0, beta^2 I), in training and evaluation, and the rest of the
+        network sees T; ``centers=True`` records the clean S.
     """
 
     n_classes: int = 10
@@ -67,9 +73,11 @@ class ResNet20(nn.Module):
     batch_norm: bool = True
     dropout: float = 0.0
     shortcut: str = "A"
+    weight_init: str = "lecun"
     init_scale: float = 1.0
     record: str = "blocks"
     input_shape: Sequence[int] | None = None
+    layer_noise: float = 0.0
 
     def stage_channels(self) -> tuple[int, int, int]:
         """Channels of the three stages: ``round(16 * width)``, ``round(32 * width)``, ``round(64 * width)`` (at least 1)."""
@@ -85,13 +93,12 @@ class ResNet20(nn.Module):
     def _norm(self, h, train):
         return nn.BatchNorm(use_running_average=not train, momentum=0.9)(h) if self.batch_norm else h
 
-    def _conv(self, c, k, stride=1):
-        return nn.Conv(
-            c, (k, k), strides=(stride, stride), padding="SAME", use_bias=not self.batch_norm, kernel_init=conv_kernel_init(self.init_scale)
-        )
+    def _conv(self, c, k, x, stride=1):
+        kw = inits(self.weight_init, self.init_scale, k * k * x.shape[-1])
+        return nn.Conv(c, (k, k), strides=(stride, stride), padding="SAME", use_bias=not self.batch_norm, **kw)(x)
 
     @nn.compact
-    def __call__(self, x, *, train: bool = False):
+    def __call__(self, x, *, train: bool = False, centers: bool = False):
         check_activation(self.activation)
         if self.shortcut not in ("A", "B"):
             raise ValueError(f"model.resnet.shortcut must be 'A' or 'B', got {self.shortcut!r}")
@@ -101,30 +108,36 @@ class ResNet20(nn.Module):
             raise ValueError(f"model.resnet.blocks_per_stage must be >= 1, got {self.blocks_per_stage}")
         act = ACTIVATIONS[self.activation]
         drop = (lambda h: nn.Dropout(self.dropout, deterministic=not train)(h)) if self.dropout > 0 else (lambda h: h)
-        flat = lambda h: h.reshape(h.shape[0], -1)  # noqa: E731
-        h = act(self._norm(self._conv(self.stage_channels()[0], 3)(as_images(x, self.input_shape)), train))
-        hidden = [flat(h)] if self.record == "blocks" else []
+        hidden = []
+
+        def record(s):  # T = S + noise: what the estimators see and the rest of the network uses
+            t = layer_noise(self, s, self.layer_noise)
+            hidden.append((s if centers else t).reshape(t.shape[0], -1))
+            return t
+
+        h = act(self._norm(self._conv(self.stage_channels()[0], 3, as_images(x, self.input_shape)), train))
+        if self.record == "blocks":
+            h = record(h)
         inp = drop(h)  # what the next block sees; ``h`` itself (undropped) is what is recorded and pooled
         for s, c in enumerate(self.stage_channels()):
             for b in range(self.blocks_per_stage):
                 stride = 2 if (s > 0 and b == 0) else 1
-                y = act(self._norm(self._conv(c, 3, stride)(inp), train))
-                y = self._norm(self._conv(c, 3)(y), train)
+                y = act(self._norm(self._conv(c, 3, inp, stride), train))
+                y = self._norm(self._conv(c, 3, y), train)
                 if stride != 1 or inp.shape[-1] != c:
                     if self.shortcut == "A":
                         short = inp[:, ::stride, ::stride, :]
                         short = jnp.pad(short, ((0, 0), (0, 0), (0, 0), (0, c - short.shape[-1])))
                     else:
-                        short = self._norm(self._conv(c, 1, stride)(inp), train)
+                        short = self._norm(self._conv(c, 1, inp, stride), train)
                 else:
                     short = inp
                 h = act(y + short)
                 if self.record == "blocks" or b == self.blocks_per_stage - 1:
-                    hidden.append(flat(h))
+                    h = record(h)
                 inp = drop(h)
-        pooled = h.mean(axis=(1, 2))
-        hidden.append(pooled)
-        logits = nn.Dense(self.n_classes, kernel_init=conv_kernel_init(self.init_scale))(drop(pooled))
+        pooled = record(h.mean(axis=(1, 2)))
+        logits = nn.Dense(self.n_classes, **inits(self.weight_init, self.init_scale, pooled.shape[-1]))(drop(pooled))
         return logits, tuple(hidden)
 
 
@@ -141,8 +154,10 @@ def build_resnet20(cfg, n_classes: int) -> nn.Module:
         blocks_per_stage=int(r.blocks_per_stage),
         shortcut=r.shortcut,
         record=r.record,
+        layer_noise=float(cfg.layer_noise),
+        input_shape=image_shape(cfg),
         **common_kwargs(cfg, n_classes),
     )
 
 
-MODELS.register("resnet20", ModelEntry(build_resnet20, reads=("resnet",)))
+MODELS.register("resnet20", ModelEntry(build_resnet20, reads=("resnet",), noisy=True))

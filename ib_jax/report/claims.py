@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ib_jax.estimators.ceilings import layers_at_ceiling
 from ib_jax.report.stats import interval_cell, markdown_table, paired_cell, trajectory_flags
 from ib_jax.report.summary import reference_level
 from ib_jax.report.verdicts import (
@@ -94,6 +95,23 @@ def layers_of(members: Sequence[dict], prefix: str) -> list[str]:
     return list(seen)
 
 
+def evidence_layers(members: Sequence[dict], prefix: str) -> tuple[list[str], list[str]]:
+    """``(layers, left_out)``: the layers every non-diverged member of ``members`` records finitely
+    under ``prefix`` (:func:`common_layers`), less those where some member's estimate is at its
+    ceiling (:func:`ib_jax.estimators.ceilings.layers_at_ceiling`: I(X;T) ~ log2 n, every input
+    told apart): an estimate at its ceiling, like an undefined one, is never counted as evidence."""
+    layers = common_layers([members], prefix, layers_of(members, prefix))
+    capped = layers_at_ceiling([m for m in members if not m.get("diverged")], prefix, layers)
+    return [l for l in layers if l not in capped], capped
+
+
+def _layers_text(layers, capped) -> str:
+    text = f"layers averaged: {', '.join(layers) or 'none'}"
+    if capped:
+        text += f"; left out at the estimator's ceiling (I(X;T) within estimator.ceiling_margin of log2 n): {', '.join(capped)}"
+    return text
+
+
 def _cell(e: Effect, digits: int = 3) -> str:
     """A difference: signed mean, interval, n and p-value."""
     mean, iv = format_effect(e, digits)
@@ -131,10 +149,10 @@ def claim1(members: Sequence[dict], level_name: str, route: Route, *, conf: floa
         )
     prefix = f"{stage}/{route.estimator}/{route.quantity}"
     sel = [m for m in members if float(m[level_name]) in (lv, ref)]
-    layers = common_layers([sel], prefix, layers_of(sel, prefix))
+    layers, capped = evidence_layers(sel, prefix)
     a, b, seeds = paired_levels(members, level_name, lv, ref, layer_mean(prefix, layers))
     eff = paired_effect(a, b, conf)
-    detail = [f"layers averaged: {', '.join(layers) or 'none'}; seeds paired: {seeds}"]
+    detail = [f"{_layers_text(layers, capped)}; seeds paired: {seeds}"]
     loss = {m.get("matched/train_loss_level") for m in sel} - {None}
     if stage == "matched" and loss:
         steps = {v: sorted({m.get("matched/step") for m in sel if float(m[level_name]) == v} - {None}) for v in (ref, lv)}
@@ -153,7 +171,9 @@ def claim1(members: Sequence[dict], level_name: str, route: Route, *, conf: floa
     for layer in layers_of(sel, prefix):
         la, lb, _ = paired_levels(members, level_name, lv, ref, f"{prefix}/{layer}")
         e = paired_effect(la, lb, conf)
-        table.append([layer, _mean_cell(lb), _mean_cell(la), _cell(e), directional_verdict(e, -1)])
+        table.append(
+            [layer, _mean_cell(lb), _mean_cell(la), _cell(e), "at ceiling: not evidence" if layer in capped else directional_verdict(e, -1)]
+        )
     headers = ["layer", f"{level_name}={_lv(ref)}", f"{level_name}={_lv(lv)}", f"paired Δ [{_conf(conf)}]", "verdict"]
     detail += [""] + markdown_table(headers, table)
     return Row(1, route.name, measure, eff, directional_verdict(eff, -1), RULE_DIRECTIONAL + "; claimed side: < 0", tuple(detail))
@@ -168,12 +188,12 @@ def claim2(members: Sequence[dict], level_name: str, route: Route, *, conf: floa
     """
     prefix = f"final/{route.estimator}/{route.quantity}"
     ok = [m for m in members if not m.get("diverged")]
-    layers = common_layers([ok], prefix, layers_of(ok, prefix))
+    layers, capped = evidence_layers(ok, prefix)
     f = layer_mean(prefix, layers)
     x = np.array([f(m) for m in ok], float)
     y = np.array([_get(m, f"final/{gap}") for m in ok], float)
     eff = within_seed_slope(x, y, np.array([m["seed"] for m in ok]), conf)
-    detail = (f"layers averaged: {', '.join(layers) or 'none'}; {len(ok)} members, {len({m['seed'] for m in ok})} seeds as fixed effects",)
+    detail = (f"{_layers_text(layers, capped)}; {len(ok)} members, {len({m['seed'] for m in ok})} seeds as fixed effects",)
     measure = f"slope of final {gap} on final {route.quantity} (layer mean) within seeds [nats/bit]"
     return Row(2, route.name, measure, eff, directional_verdict(eff, +1), RULE_DIRECTIONAL + "; claimed side: > 0", detail)
 
@@ -228,9 +248,9 @@ def compare_jobs(
     else:
         prefix = f"{stage}/{route.estimator}/{route.quantity}"
         sel = [m for m in list(members_a) + list(members_b) if float(m[level_name]) == level]
-        layers = common_layers([sel], prefix, layers_of(sel, prefix))
+        layers, capped = evidence_layers(sel, prefix)
         name, value, measure = route.name, layer_mean(prefix, layers), f"Δ {route.quantity} ({stage}), {label}, layer mean [bits]"
-        detail = (f"layers averaged: {', '.join(layers) or 'none'}",)
+        detail = (_layers_text(layers, capped),)
     if level is None:
         return Row(claim, name, measure, _nan_effect(conf=conf), INCONCLUSIVE, rule, ("no common noise level",))
     a, b, seeds = cross_job_pairs(members_a, members_b, level_name, level, value)

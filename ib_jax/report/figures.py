@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ib_jax.data.information import info_suffixes
 from ib_jax.report import plots as P
 
 __all__ = [
@@ -53,11 +54,15 @@ def _limits(*arrays, pad: float = 0.05):
     return lo - pad * span, hi + pad * span
 
 
-def draw_level_comparison(metrics, steps, members, layer_names, estimator, level_name="snr", title="", frontier=None) -> Figure | None:
+def draw_level_comparison(
+    metrics, steps, members, layer_names, estimator, level_name="snr", title="", frontier=None, ceiling=None
+) -> Figure | None:
     """Small multiples, one panel per noise level, the same axes limits in every panel: the
     information plane of every layer (mean over seeds; open marker: first evaluation, filled: last)
     when ``estimator`` has I(X;T) and I(T;Y), else H(X|T) of every layer against step (band: the
-    95% t-interval over seeds). None when the estimator recorded neither."""
+    95% t-interval over seeds). ``ceiling``: the estimator's I(X;T) ceiling log2 n (bits), a dotted
+    vertical line on the planes (values on it keep every input apart: no evidence of compression).
+    None when the estimator recorded neither."""
     ix, iy = metrics.get(f"{estimator}/i_xt"), metrics.get(f"{estimator}/i_ty")
     h = metrics.get(f"{estimator}/h_x_given_t")
     plane = ix is not None and iy is not None
@@ -87,6 +92,8 @@ def draw_level_comparison(metrics, steps, members, layer_names, estimator, level
             x, y = means[level]
             if fx is not None:
                 ax.plot(fx, fy, color="k", ls="--", lw=1.0, zorder=0)
+            if ceiling is not None:
+                ax.axvline(ceiling, color="0.5", ls=":", lw=1.0, zorder=0)
             for layer in range(n_layers):
                 ok = np.isfinite(x[:, layer]) & np.isfinite(y[:, layer])
                 if not ok.any():
@@ -124,6 +131,9 @@ def draw_level_comparison(metrics, steps, members, layer_names, estimator, level
         if fx is not None:
             handles.append(Line2D([], [], color="k", ls="--"))
             labels.append("IB bound")
+        if ceiling is not None:
+            handles.append(Line2D([], [], color="0.5", ls=":"))
+            labels.append(f"ceiling log2 n = {ceiling:.3g}")
         what = f"information plane per noise level ({estimator}; mean over {P.seeds_text(groups)} seeds; same axes in every panel)"
     else:
         handles.append(Patch(color="0.5", alpha=0.3, lw=0))
@@ -135,17 +145,29 @@ def draw_level_comparison(metrics, steps, members, layer_names, estimator, level
 
 
 def level_comparison(
-    metrics, steps, members, layer_names, out_dir, estimator, level_name="snr", title="", frontier=None, *, formats=("png",), dpi=150
+    metrics,
+    steps,
+    members,
+    layer_names,
+    out_dir,
+    estimator,
+    level_name="snr",
+    title="",
+    frontier=None,
+    *,
+    ceiling=None,
+    formats=("png",),
+    dpi=150,
 ) -> list[str]:
     """:func:`draw_level_comparison` saved as ``level_comparison.<format>``."""
-    fig = draw_level_comparison(metrics, steps, members, layer_names, estimator, level_name, title, frontier)
+    fig = draw_level_comparison(metrics, steps, members, layer_names, estimator, level_name, title, frontier, ceiling)
     return [] if fig is None else P.save_figure(fig, out_dir, "level_comparison", formats, dpi)
 
 
 # ------------------------------------------------------------------ a job's figures
 
 
-def job_figures(cfg, metrics, steps, members, layer_names, out_dir, level_name, frontier=None) -> list[str]:
+def job_figures(cfg, metrics, steps, members, layer_names, out_dir, level_name, frontier=None, ceilings=None, frontiers=None) -> list[str]:
     """Every figure of a finished job, in each of ``cfg.plots.formats`` (PNG at ``cfg.plots.dpi``),
     written to ``out_dir``; returns all paths written.
 
@@ -155,34 +177,26 @@ def job_figures(cfg, metrics, steps, members, layer_names, out_dir, level_name, 
     against step (``h_x_given_t_vs_step``) when it has H(X|T); the level comparison
     (``level_comparison``); the gap against the level (``gap_vs_<level_name>``); the bounds against
     the level (``bounds_vs_<level_name>``) when bounds were recorded. Titles name the job's
-    settings (:func:`ib_jax.report.plots.describe`). Invalid ``plots.*`` raise ValueError
+    settings (:func:`ib_jax.report.plots.describe`); ``ceilings``
+    (:func:`ib_jax.estimators.ceilings.ceilings`) draws the estimator's I(X;T) ceiling log2 n as a
+    dotted vertical line on the planes. With ``estimator.info_split=both`` the estimator's figures
+    are drawn for each information set, in ``out_dir/info_train`` and ``out_dir/info_test``
+    (``frontiers``: the frontier of each set's rows by suffix, ``@train`` / ``@test``, over
+    ``frontier``). Invalid ``plots.*`` raise ValueError
     (:func:`ib_jax.report.plots.check_plots`) before anything is drawn; a figure that fails is
     warned about and the others are still drawn.
     """
     P.check_plots(cfg)
     kw = {"formats": P.plot_formats(cfg.plots.formats), "dpi": int(cfg.plots.dpi)}
-    estimator = P.select_estimator(cfg.estimator.names, metrics, cfg.plots.estimator)
-    title = P.describe(cfg, estimator)
     draws = []
-    if estimator:
-        draws += [
-            (
-                "information planes",
-                lambda: P.information_planes(
-                    metrics, steps, members, layer_names, out_dir, estimator, level_name, title=title, frontier=frontier, **kw
-                ),
-            ),
-            (
-                "H(X|T) against step",
-                lambda: P.conditional_entropy_vs_step(
-                    metrics, steps, members, layer_names, out_dir, estimator, level_name, title=title, **kw
-                ),
-            ),
-            (
-                "level comparison",
-                lambda: level_comparison(metrics, steps, members, layer_names, out_dir, estimator, level_name, title, frontier, **kw),
-            ),
-        ]
+    # one set of estimator figures per information set: with estimator.info_split=both those of the
+    # train set in out_dir/info_train and of the test set in out_dir/info_test
+    base = P.select_estimator(cfg.estimator.names, {k.replace("@train/", "/"): v for k, v in metrics.items()}, cfg.plots.estimator)
+    for suffix in info_suffixes(cfg) if base else ():
+        where = os.path.join(out_dir, "info_" + suffix[1:]) if suffix else out_dir
+        curve = (frontiers or {}).get(suffix, frontier)
+        draws += _estimator_draws(cfg, metrics, steps, members, layer_names, where, base + suffix, level_name, curve, ceilings, kw)
+    title = P.describe(cfg, base)
     draws += [
         ("gap against level", lambda: P.gap_vs_level(metrics, members, out_dir, level_name, title=title, **kw)),
         ("bounds against level", lambda: P.bounds_vs_level(metrics, members, out_dir, level_name, title=title, **kw)),
@@ -194,6 +208,40 @@ def job_figures(cfg, metrics, steps, members, layer_names, out_dir, level_name, 
         except Exception as e:  # noqa: BLE001 - one broken figure never costs the others
             warnings.warn(f"plots: {name}: {type(e).__name__}: {e}; the other figures are drawn", stacklevel=2)
     return paths
+
+
+def _estimator_draws(cfg, metrics, steps, members, layer_names, out_dir, estimator, level_name, frontier, ceilings, kw) -> list:
+    """(name, draw) of the figures of one estimator on one information set."""
+    title = P.describe(cfg, estimator)
+    ceiling = (ceilings or {}).get(estimator, {}).get("i_xt")
+    return [
+        (
+            "information planes",
+            lambda: P.information_planes(
+                metrics,
+                steps,
+                members,
+                layer_names,
+                out_dir,
+                estimator,
+                level_name,
+                title=title,
+                frontier=frontier,
+                ceiling=ceiling,
+                **kw,
+            ),
+        ),
+        (
+            "H(X|T) against step",
+            lambda: P.conditional_entropy_vs_step(metrics, steps, members, layer_names, out_dir, estimator, level_name, title=title, **kw),
+        ),
+        (
+            "level comparison",
+            lambda: level_comparison(
+                metrics, steps, members, layer_names, out_dir, estimator, level_name, title, frontier, ceiling=ceiling, **kw
+            ),
+        ),
+    ]
 
 
 # ------------------------------------------------------------------ across jobs (ib-jax aggregate)

@@ -167,6 +167,13 @@ def _schedule_text(s) -> str:
 
 
 def _estimator_text(cfg, estimator: str) -> str:
+    """The estimator and its settings, and which information set when it is not train + test pooled."""
+    base, _, split = estimator.partition("@")
+    split = split or (cfg.estimator.info_split if cfg.estimator.info_split in ("train", "test") else "")
+    return _estimator_settings(cfg, base) + (f" on the {split} information set" if split else "")
+
+
+def _estimator_settings(cfg, estimator: str) -> str:
     e = cfg.estimator
     b = e.binning
     bins = f"width {b.bin_width:g}" if b.bin_width else f"{b.n_bins} bins"
@@ -306,10 +313,14 @@ def information_planes(
     title="",
     frontier=None,
     *,
+    ceiling: float | None = None,
     formats=("png",),
     dpi: int = 150,
 ) -> list[str]:
     """One figure per noise level: I(X;T) vs I(T;Y) of every layer, coloured by step (mean over seeds).
+
+    ``ceiling``: the estimator's I(X;T) ceiling log2 n in bits, drawn dotted (labelled): a layer
+    on it keeps every input apart, whatever training did (no evidence of compression).
 
     ``frontier``: optional ``(i_xt, i_ty)`` arrays in bits, the exact information-bottleneck
     bound of the data set (:func:`ib_jax.report.summary.ib_frontier_for`), drawn as a dashed curve
@@ -333,6 +344,8 @@ def information_planes(
         if frontier is not None:
             fx, fy = (np.asarray(a, float) for a in frontier)
             ax.plot(fx, fy, color="k", ls="--", lw=1.0, zorder=0, label="IB bound")
+        if ceiling is not None:
+            ax.axvline(ceiling, color="0.5", ls=":", lw=1.0, zorder=0, label=f"ceiling log2 n = {ceiling:.3g}")
         sc = None
         for layer in range(x.shape[1]):
             ax.plot(x[:, layer], y[:, layer], color="0.8", lw=0.8, zorder=1)

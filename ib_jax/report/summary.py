@@ -23,7 +23,6 @@ discrete inputs, drawn on the information planes (``plots.information_planes(fro
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import textwrap
@@ -32,10 +31,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ib_jax import registry as R
-from ib_jax.data.dataset import information_subset
-from ib_jax.estimators.ib_bound import ib_frontier
+from ib_jax.estimators.ceilings import flag_keys
 from ib_jax.report import plots
+from ib_jax.report.frontier import frontier_applies, ib_frontier_for  # re-exported: the job summary draws it
 from ib_jax.report.stats import (
     bound_cell,
     finite_or_none,
@@ -122,10 +120,14 @@ def _trajectory_keys(steps, metrics, members, layer_names, diverged) -> dict[int
     return out
 
 
-def summarize(steps, metrics, members, layer_names, diverged, diverged_step, level_name) -> list[dict]:
+def summarize(steps, metrics, members, layer_names, diverged, diverged_step, level_name, ceilings=None, margin: float = 0.05) -> list[dict]:
     """Per member: settings, ``final/...`` and ``matched/...`` values, and the trajectory keys
     ``start/{est}/{i_xt|i_ty}/{layer}``, ``peak/...`` and ``peak_step/...`` (see
-    :func:`_trajectory_keys`). Values that are not finite are left out."""
+    :func:`_trajectory_keys`). Values that are not finite are left out.
+
+    ``ceilings`` (:func:`ib_jax.estimators.ceilings.ceilings`): adds the flags
+    ``{final|matched}/{est}/{i_xt|i_ty}_at_ceiling/{layer}``, true where the value is within
+    ``margin`` bits of its ceiling (:func:`ib_jax.estimators.ceilings.flag_keys`)."""
     matched_loss, matched = matched_loss_index(metrics, diverged)
     traj = _trajectory_keys(steps, metrics, members, layer_names, np.asarray(diverged, bool))
     out = []
@@ -157,6 +159,9 @@ def summarize(steps, metrics, members, layer_names, diverged, diverged_step, lev
                     for layer, v in zip(layer_names, arr[i, j]):
                         s[f"matched/{name}/{layer}"] = finite_or_none(v)
         s.update(traj.get(i, {}))
+        if ceilings:
+            for stage in ("final", "matched"):
+                s.update(flag_keys(s, ceilings, margin, stage))
         s.pop("level")
         out.append({k: v for k, v in s.items() if v is not None or k in ("diverged_step",)})
     return out
@@ -302,6 +307,27 @@ def _h(estimator, stage, layer) -> str:
     return f"{stage}/{estimator}/h_x_given_t/{layer}"
 
 
+CEILING_MARK = "*"
+CEILING_NOTE = (
+    f"{CEILING_MARK}: at the estimator's ceiling for some member (I(X;T) within estimator.ceiling_margin bits of log2 n, "
+    "H(X|T) ~ 0: every input told apart), no evidence about compression"
+)
+
+
+def _at_ceiling(ss, stage, estimator, layer) -> bool:
+    return any(s.get(f"{stage}/{estimator}/i_xt_at_ceiling/{layer}") for s in ss)
+
+
+def _mark(cell: str, ss, stage, estimator, layer) -> str:
+    """``cell`` with :data:`CEILING_MARK` when some member of ``ss`` is at its ceiling there."""
+    return cell + CEILING_MARK if _at_ceiling(ss, stage, estimator, layer) else cell
+
+
+def _caption(text: str, rows) -> str:
+    """``text``, plus :data:`CEILING_NOTE` when a cell of ``rows`` carries the mark."""
+    return f"{text}; {CEILING_NOTE}" if any(str(c).endswith(CEILING_MARK) for r in rows for c in r) else text
+
+
 def _sections(summaries, layer_names, level_name, estimator, trajectories) -> list[tuple[str, list[str]]]:
     """``[(heading, [caption, "", table lines...]), ...]``: the sections of :func:`summary_table`."""
     levels = _levels(summaries, level_name)
@@ -311,20 +337,23 @@ def _sections(summaries, layer_names, level_name, estimator, trajectories) -> li
         ss = [s for s in summaries if s[level_name] == lv and not s["diverged"]]
         n_div = sum(1 for s in summaries if s[level_name] == lv and s["diverged"])
         cells = [plots.level_label(lv), f"{len(ss)}" + (f" ({n_div} diverged)" if n_div else "")]
-        cells += [
-            interval_cell(_values(ss, k))
-            for k in ["final/gap_loss", "final/gap_accuracy"] + [_h(estimator, "final", l) for l in layer_names]
-        ]
+        cells += [interval_cell(_values(ss, k)) for k in ["final/gap_loss", "final/gap_accuracy"]]
+        cells += [_mark(interval_cell(_values(ss, _h(estimator, "final", l))), ss, "final", estimator, l) for l in layer_names]
         rows.append(cells)
-    out = [("Final values", [f"final values, {_CI}", ""] + markdown_table([level_name, "seeds", "gap loss", "gap acc"] + hx, rows))]
+    table = markdown_table([level_name, "seeds", "gap loss", "gap acc"] + hx, rows)
+    out = [("Final values", [_caption(f"final values, {_CI}", rows), ""] + table)]
     level = next((s["matched/train_loss_level"] for s in summaries if "matched/train_loss_level" in s), None)
     if level is not None:
         rows = []
         for lv in levels:
             ss = [s for s in summaries if s[level_name] == lv and "matched/step" in s]
             cells = [plots.level_label(lv), interval_cell(_values(ss, "matched/step"), 0), interval_cell(_values(ss, "matched/gap_loss"))]
-            rows.append(cells + [interval_cell(_values(ss, _h(estimator, "matched", l))) for l in layer_names])
-        caption = f"at matched training loss (first evaluation with train loss <= {level:.4f}, reached by every member), {_CI}"
+            rows.append(
+                cells + [_mark(interval_cell(_values(ss, _h(estimator, "matched", l))), ss, "matched", estimator, l) for l in layer_names]
+            )
+        caption = _caption(
+            f"at matched training loss (first evaluation with train loss <= {level:.4f}, reached by every member), {_CI}", rows
+        )
         out.append(("At matched training loss", [caption, ""] + markdown_table([level_name, "step", "gap loss"] + hx, rows)))
     if len(levels) > 1:
         ref = reference_level(list(dict.fromkeys(s[level_name] for s in summaries)), level_name)
@@ -332,10 +361,14 @@ def _sections(summaries, layer_names, level_name, estimator, trajectories) -> li
         rows = []
         for lv in (v for v in levels if v != ref):
             pairs = [paired_by_seed(summaries, level_name, lv, ref, k) for k in keys]
-            rows.append([plots.level_label(lv), str(len(pairs[0][0]))] + [paired_cell(a, b) for a, b in pairs])
-        caption = (
+            ss = [s for s in summaries if s[level_name] in (lv, ref) and not s["diverged"]]
+            cells = [paired_cell(a, b) for a, b in pairs]
+            cells = cells[:2] + [_mark(c, ss, "final", estimator, l) for c, l in zip(cells[2:], layer_names)]
+            rows.append([plots.level_label(lv), str(len(pairs[0][0]))] + cells)
+        caption = _caption(
             f"paired difference vs reference {level_name}={plots.level_label(ref)} at the end of training: members with the "
-            "same seed paired, level minus reference, mean [95% paired t-interval] and the paired t-test's two-sided p-value"
+            "same seed paired, level minus reference, mean [95% paired t-interval] and the paired t-test's two-sided p-value",
+            rows,
         )
         headers = [level_name, "pairs", "Δ gap loss", "Δ gap acc"] + [f"Δ {h}" for h in hx]
         out.append((f"Paired differences vs {level_name}={plots.level_label(ref)}", [caption, ""] + markdown_table(headers, rows)))
@@ -397,13 +430,14 @@ def _compact(summaries, layer_names, level_name, estimator, n_layers, report_pat
         cells += [pm_cell(_values(ss, "final/gap_loss")), f"{acc.mean():.3f}" if len(acc) else "n/a"]
         if len(levels) > 1:
             cells.append("reference" if lv == ref else _paired_pm(*paired_by_seed(summaries, level_name, lv, ref, "final/gap_loss")))
-        rows.append(cells + [pm_cell(_values(ss, f"final/{estimator}/{key}/{l}"), 2) for l in shown])
+        rows.append(cells + [_mark(pm_cell(_values(ss, f"final/{estimator}/{key}/{l}"), 2), ss, "final", estimator, l) for l in shown])
+    marked = any(str(c).endswith(CEILING_MARK) for r in rows for c in r)
     footer = [
         "±: half-width of the 95% t-interval over seeds (n=1: one seed, no interval); div.: diverged members, left out"
         + (f"; Δ gap: paired with the {level_name}={plots.level_label(ref)} member of the same seed" if len(levels) > 1 else ""),
         (f"{label} [bits, {estimator}] of {len(shown)} of {n_have} layers ({', '.join(shown)}); " if shown else "")
         + f"all layers, matched loss, p-values, bounds, trajectories: {report_path}",
-    ]
+    ] + ([CEILING_NOTE] if marked else [])
     return headers, rows, footer
 
 
@@ -435,10 +469,12 @@ def markdown_report(
     notes: Sequence[str] = (),
     images: Sequence[str] = (),
     trajectories: Sequence[str] | None = None,
+    also: Sequence[str] = (),
 ) -> str:
     """The job's ``summary.md``: every table of :func:`summary_table` under its own heading, after
     the compact table the job printed (:func:`console_table`, here with every layer), then the
-    diverged members and the plots.
+    same tables for each estimator of ``also`` (e.g. ``binning@test`` beside ``binning@train``
+    with ``estimator.info_split=both``), the diverged members and the plots.
 
     Args:
       title: the document's title (e.g. :func:`ib_jax.report.plots.describe` of the job).
@@ -450,9 +486,13 @@ def markdown_report(
     if notes:
         lines += [f"* {n}" for n in notes] + [""]
     headers, rows, footer = _compact(summaries, layer_names, level_name, estimator, len(layer_names), "")
-    lines += ["## Overview", "", *markdown_table([f"{a} {b}".strip() for a, b in headers], rows), "", footer[0], ""]
+    lines += ["## Overview", "", *markdown_table([f"{a} {b}".strip() for a, b in headers], rows), "", footer[0], *footer[2:], ""]
     for heading, body in _sections(summaries, layer_names, level_name, estimator, trajectories):
         lines += [f"## {heading}", "", *body, ""]
+    for other in also:
+        lines += [f"## {other}", ""]
+        for heading, body in _sections(summaries, layer_names, level_name, other, trajectories):
+            lines += [f"### {heading}", "", *body, ""]
     div = [s for s in summaries if s["diverged"]]
     if div:
         rows = [[str(s["member"]), str(s.get("seed")), plots.level_label(s[level_name]), str(s.get("diverged_step"))] for s in div]
@@ -495,76 +535,3 @@ def bounds_table(summaries, level_name) -> list[str]:
         "an infinite bound (no noise) has no finite value to show"
     )
     return ["", caption, ""] + markdown_table([level_name] + [h for _, h in cols], rows)
-
-
-# --------------------------------------------------------------- the IB bound
-
-
-def frontier_applies(kind: str | None) -> bool:
-    """The data set's registry entry says its inputs are discrete and few (``DatasetEntry.discrete``),
-    X uniform over the rows: the exact frontier applies."""
-    return kind is not None and kind in R.DATASETS and bool(getattr(R.DATASETS.get(kind), "discrete", False))
-
-
-_FRONTIERS: dict[str, tuple[int, tuple[np.ndarray, np.ndarray]]] = {}  # content hash -> (distinct rows, curve)
-
-
-def ib_frontier_for(
-    dataset, *, kind: str | None = None, max_distinct: int = 4096, rows=None, n_info: int | None = None, info_seed: int = 0
-):
-    """The exact information-bottleneck frontier of a data set with few discrete inputs, or None.
-
-    p(x, y): X uniform over the data set's rows (``dataset.x_all``, or ``x_all[rows]`` for an
-    information subset), Y its label; duplicate rows are merged into one input x with p(x)
-    proportional to its count (and p(y|x) the label frequencies among its copies). The frontier
-    F(r) = max {I(T;Y) : I(X;T) <= r} (Tishby, Pereira & Bialek 1999) is traced by
-    :func:`ib_jax.estimators.ib_bound.ib_frontier`, in bits, and extended flat from its last
-    vertex to r = H(X) (F is nondecreasing and reaches I(X;Y)), so it spans the I(X;T) axis.
-    No representation T of X can lie above it: drawn on the information plane it bounds every
-    layer (estimates above it are estimator bias, e.g. binning on a subset).
-
-    Args:
-      dataset: a :class:`ib_jax.data.Dataset`.
-      kind: the ``dataset.name`` the job used (npz sets are named after their file); default
-        ``dataset.name``. Only data sets registered as discrete qualify (``tishby12``, ``idnns``, ``npz``).
-      max_distinct: the most distinct input rows for which it is computed.
-      rows: optional indices into ``x_all`` (the information set).
-      n_info, info_seed: or the information set of a job (``estimator.n_info``, ``estimator.info_seed``):
-        the same rows the estimators see (all rows when ``n_info`` >= their number), so the
-        bound's H(X) = log2 n matches the estimates' axis.
-
-    Returns:
-      ``(i_xt, i_ty)`` float64 arrays (the curve's vertices, increasing I(X;T)), or None when the
-      data set does not qualify. Cached in-process by the content of (x, y): for tishby12 it
-      costs about 0.4 s once (4096 inputs merge into 2 groups of equal p(y|x)).
-    """
-    kind = kind or getattr(dataset, "name", None)
-    if not frontier_applies(kind):
-        return None
-    x = np.asarray(dataset.x_all)
-    y = np.asarray(dataset.y_all)
-    if rows is None and n_info is not None and n_info < len(y):
-        rows = information_subset(len(y), int(n_info), int(info_seed))
-    if rows is not None:
-        x, y = x[np.asarray(rows)], y[np.asarray(rows)]
-    x = x.reshape(len(x), -1)
-    h = hashlib.sha256()
-    for a in (x, y):
-        h.update(str((a.dtype, a.shape)).encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    key = h.hexdigest()
-    if key in _FRONTIERS:
-        n_distinct, curve = _FRONTIERS[key]
-        return curve if n_distinct <= max_distinct else None
-    distinct, inverse = np.unique(x, axis=0, return_inverse=True)
-    if len(distinct) > max_distinct:
-        return None
-    n_classes = int(max(getattr(dataset, "n_classes", 0), int(y.max()) + 1))
-    p = np.zeros((len(distinct), n_classes))
-    np.add.at(p, (np.asarray(inverse).ravel(), y.astype(np.int64)), 1.0)
-    f = ib_frontier(p)
-    fx, fy = np.asarray(f["frontier_i_xt"], float), np.asarray(f["frontier_i_ty"], float)
-    if f["h_x"] > fx[-1]:
-        fx, fy = np.append(fx, f["h_x"]), np.append(fy, fy[-1])
-    _FRONTIERS[key] = (len(distinct), (fx, fy))
-    return fx, fy

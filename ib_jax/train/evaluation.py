@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from ib_jax import bounds as B
 from ib_jax import estimators as E
 from ib_jax import noise as N
+from ib_jax.data.information import info_suffixes
 from ib_jax.estimators.base import Estimator, EvalContext
 from ib_jax.estimators.layer_features import reduce_hidden
 from ib_jax.registry import ESTIMATORS
@@ -70,11 +71,23 @@ def _gradient_diagnostics(step: Step, cfg, state: TrainState, data, batch_size: 
     return out
 
 
+def _after(x, values):
+    """``x``, computed only once every array of ``values`` is: a real data dependency (``x + 0 * s``,
+    ``s`` a finite sum of them), which XLA keeps (it does not fold ``0 * s`` for floats) where an
+    ``optimization_barrier`` is dropped before scheduling. Why: the second information set's
+    estimators must not run beside the first's, since two of jaxlib's batched LAPACK kernels
+    (renyi's eigenvalues) at once can wedge a small CPU thread pool
+    (:func:`ib_jax.estimators.renyi.renyi_entropies`)."""
+    s = sum((jnp.sum(jnp.where(jnp.isfinite(v), v, 0.0)) for v in values), jnp.float32(0.0))
+    return x + jnp.zeros_like(x) * s.astype(x.dtype)
+
+
 def make_evaluate(step: Step, cfg, batch_size: int, extra: dict[str, Estimator] | None = None) -> Callable[..., dict]:
     """``evaluate(state, data, reference=None) -> {metric: scalar or (L,)}`` for one member (vmap it).
 
     ``data`` holds ``x_train, y_train, x_test, y_test`` (losses, gaps), ``x_info, y_info``
-    (the information set) and ``x_probe, y_probe`` (SGD's own gradient noise). ``reference``: the
+    (the information set; ``x_info@train`` ... ``y_info@test`` with ``estimator.info_split=both``,
+    whose metrics are ``{estimator}@train/...`` and ``{estimator}@test/...``) and ``x_probe, y_probe`` (SGD's own gradient noise). ``reference``: the
     member's initial parameters, needed by the bounds that centre a prior on them (PAC-Bayes;
     :mod:`ib_jax.bounds`), recorded as ``bound/{quantity}``. A diverged member's metrics are NaN
     from the step it diverged. ``extra``: estimators by name that are not (and need not be)
@@ -84,6 +97,7 @@ def make_evaluate(step: Step, cfg, batch_size: int, extra: dict[str, Estimator] 
     extra = extra or {}
     entries = [(name, extra[name] if name in extra else ESTIMATORS.get(name)) for name in est_cfg.names]
     jit_bounds = [(name, b) for name, b in B.applicable(cfg)[0] if b.compute is not None]
+    suffixes = info_suffixes(cfg)
 
     hc = getattr(step.model, "hidden_channels", None)
     channels = hc() if callable(hc) else None
@@ -106,25 +120,28 @@ def make_evaluate(step: Step, cfg, batch_size: int, extra: dict[str, Estimator] 
             out[f"{split}_accuracy"] = jnp.mean(jnp.argmax(logits, -1) == data[f"y_{split}"])
         out["gap_loss"] = out["test_loss"] - out["train_loss"]
         out["gap_accuracy"] = out["train_accuracy"] - out["test_accuracy"]
-        if entries:
-            layers = layers_of(state.params, state.batch_stats, data["x_info"], k_eval)
+        for suffix in suffixes if entries else ():  # one information set, or @train and @test (estimator.info_split)
+            x_info, y_info = data[f"x_info{suffix}"], data[f"y_info{suffix}"]
+            if suffix != suffixes[0]:
+                x_info = _after(x_info, [v for k, v in out.items() if f"{suffixes[0]}/" in k])  # the first set's estimates
+            layers = layers_of(state.params, state.batch_stats, x_info, k_eval)
             stacked, mask = E.pad_layers(layers)
             ctx = EvalContext(
                 layers=layers,
                 stacked=stacked,
                 mask=mask,
                 dims=jnp.asarray([t.shape[-1] for t in layers], jnp.float32),
-                x=data["x_info"],
-                y=data["y_info"],
-                n=data["y_info"].shape[0],
+                x=x_info,
+                y=y_info,
+                n=y_info.shape[0],
                 n_classes=step.n_classes,
                 apply=lambda p, x, key=None, centers=False: layers_of(p, state.batch_stats, x, key, centers),
                 params=state.params,
-                key=k_est,
+                key=k_est,  # the same key for each set: the test set's draws do not depend on the train set's
             )
             for name, entry in entries:
                 for q, v in entry.compute(ctx, cfg).items():
-                    out[f"{name}/{q}"] = v
+                    out[f"{name}{suffix}/{q}"] = v
         if jit_bounds:
             if reference is None:
                 raise ValueError(f"bounds {[n for n, _ in jit_bounds]} need the member's initial parameters: pass reference=")

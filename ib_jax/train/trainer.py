@@ -33,7 +33,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ib_jax import bounds as B
-from ib_jax.data.dataset import Dataset, information_subset
+from ib_jax.data.dataset import Dataset
+from ib_jax.data.information import information_rows, information_sets
 from ib_jax.registry import NOISE
 from ib_jax.train.evaluation import make_evaluate
 from ib_jax.train.population import Population, eval_steps
@@ -50,13 +51,6 @@ def check_batch_size(cfg, dataset: Dataset) -> None:
     n_train = len(dataset.y_train)
     if not 0 <= cfg.optimizer.batch_size <= n_train:
         raise ValueError(f"optimizer.batch_size must be in [0, n_train={n_train}] (0 = full batch), got {cfg.optimizer.batch_size}")
-
-
-def information_rows(cfg, n_all: int) -> np.ndarray:
-    """The rows of ``x_all`` the estimators see: all of them, or a fixed seeded subset of
-    ``estimator.n_info`` (``estimator.info_seed``)."""
-    e = cfg.estimator
-    return np.arange(n_all) if e.n_info >= n_all else information_subset(n_all, e.n_info, e.info_seed)
 
 
 class Chunk(NamedTuple):
@@ -86,20 +80,19 @@ class Trainer:
         self.step = Step(cfg, dataset.n_classes)
         check_batch_size(cfg, dataset)
         self.batch_size = cfg.optimizer.batch_size or len(dataset.y_train)
-        n_all = len(dataset.y_all)
-        # the information set: every row, or a fixed seeded subset of estimator.n_info rows
-        info = information_rows(cfg, n_all)
         probe = min(cfg.probe_size, len(dataset.y_train))
         self.data = {
             "x_train": jnp.asarray(dataset.x_train),
             "y_train": jnp.asarray(dataset.y_train),
             "x_test": jnp.asarray(dataset.x_test),
             "y_test": jnp.asarray(dataset.y_test),
-            "x_info": jnp.asarray(dataset.x_all[info]),
-            "y_info": jnp.asarray(dataset.y_all[info]),
             "x_probe": jnp.asarray(dataset.x_train[:probe]),
             "y_probe": jnp.asarray(dataset.y_train[:probe]),
         }
+        # the information set(s) (estimator.info_split): x_info / y_info, or x_info@train ... @test
+        for info in information_sets(cfg, dataset):
+            self.data[f"x_info{info.suffix}"] = jnp.asarray(info.x)
+            self.data[f"y_info{info.suffix}"] = jnp.asarray(info.y)
         self.sampling = NOISE.get(cfg.noise.kind).sampling
         bounds, self.bounds_skipped = B.applicable(cfg)
         self.host_bounds = [(name, b) for name, b in bounds if b.host is not None]

@@ -374,3 +374,27 @@ def test_quick_mode_end_to_end(tmp_path):
     # a second run reads every finished job instead of training again
     assert claims.main(["--quick", "--out", str(tmp_path / "out"), "--report", str(report)]) == 0
     assert "0 run," in report.read_text()
+
+
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_real_data_plan_validates_every_job(mode):
+    """``--data digits``: every job (the CNN, the noisy CNN with sample propagation, claim 3's batch
+    sizes) composes and passes validation (data, model, estimators, memory) before anything runs."""
+    from ib_jax.cli.claims_plan import plan, sizes
+    from ib_jax.job.build import validate
+    from ib_jax.job.compose import compose, register
+
+    register()
+    sz = sizes(mode, "digits")
+    specs = plan(sz)
+    assert {s.network for s in specs} == {"cnn", "noisy_cnn", "sgd"}
+    for spec in specs:
+        built = validate(compose(list(spec.overrides)))
+        c = built.config
+        assert c.dataset.name == "digits" and c.model.kind == "cnn2d" and tuple(c.model.input_shape) == (8, 8, 1), spec.key
+        if spec.network == "noisy_cnn":
+            assert c.model.layer_noise > 0 and "sp" in c.estimator.names
+        if spec.network == "sgd":  # claim 3: each job its own batch size, not the CNN jobs' full batch
+            assert c.optimizer.batch_size == int(spec.arm.split("=")[1]) > 0, spec.key
+    with pytest.raises(ValueError, match="--data must be"):
+        sizes(mode, "imagenet")
