@@ -371,3 +371,32 @@ def test_information_subset():
     for args, msg in (((10, 11, 0), "estimator.n_info"), ((10, 0, 0), "estimator.n_info"), ((0, 1, 0), "n_total")):
         with pytest.raises(ValueError, match=msg):
             im.information_subset(*args)
+
+
+def test_mnist_t10k_npz_script_checks_the_files_and_writes_images(tmp_path, monkeypatch):
+    """scripts/mnist_t10k_npz.py: a missing file or a wrong checksum exits 2 and writes nothing; the
+    real pair (here stand-ins whose MD5s are patched in) becomes x (n, 28, 28, 1) in [0, 1], y, and
+    dataset=npz reads it and makes its own split."""
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location("mnist_t10k_npz", os.path.join(root, "scripts", "mnist_t10k_npz.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 28, 28), dtype=np.uint8)
+    labels = (np.arange(40) % 10).astype(np.uint8)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    out = tmp_path / "m.npz"
+    assert script.main([str(tmp_path), str(out)]) == 2 and not out.exists()  # labels missing
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    assert script.main([str(tmp_path), str(out)]) == 2 and not out.exists()  # not MNIST's published MD5s
+    patched = [r._replace(md5=im.file_md5(tmp_path / r.filename)) if r.filename.startswith("t10k") else r for r in script.MNIST_RESOURCES]
+    monkeypatch.setattr(script, "MNIST_RESOURCES", patched)
+    assert script.main([str(tmp_path), str(out)]) == 0
+    with np.load(out) as f:
+        assert f["x"].shape == (40, 28, 28, 1) and f["x"].dtype == np.float32
+        np.testing.assert_allclose(f["x"][..., 0], images / 255.0, rtol=1e-6)
+        np.testing.assert_array_equal(f["y"], labels)
+    d = im.from_npz(out, train_fraction=0.75)
+    assert len(d.y_train) == 30 and len(d.y_test) == 10 and d.x_train.shape[1:] == (28, 28, 1)
